@@ -1,0 +1,116 @@
+"""Helpers the chapter notebooks share: setup, showing the package's source, the loss explorer.
+
+The book never copies package code into a notebook: :func:`show_source`
+displays the real source of a function, so what a reader sees is what
+``import lossbook`` runs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import statistics
+import textwrap
+from typing import Callable, Sequence
+
+import torch
+
+from lossbook.plotting import apply_style
+from lossbook.utils import seed_everything
+
+STATIC_ENV = "LOSSBOOK_STATIC"
+
+
+def setup(seed: int = 0, threads: int = 1) -> torch.Generator:
+    """One call at the top of every chapter: seeds, determinism, threads, plot style, print precision.
+
+    One thread by default: the chapters' models are tiny, where extra threads only add
+    synchronisation (and spin badly when the machine is busy), and a fixed thread count
+    keeps float results identical between runs.
+
+    Returns a ``torch.Generator`` seeded with ``seed``.
+    """
+    torch.set_num_threads(threads)
+    torch.set_printoptions(precision=4, sci_mode=False)
+    apply_style()
+    try:  # inline PNG figures with stable metadata
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+        set_matplotlib_formats("png")
+    except ImportError:  # pragma: no cover - outside Jupyter
+        pass
+    return seed_everything(seed)
+
+
+def show_source(obj: Callable) -> object:
+    """Display the source code of a lossbook object (as highlighted Markdown in Jupyter)."""
+    src = textwrap.dedent(inspect.getsource(obj))
+    module = inspect.getmodule(obj).__name__
+    header = f"`{module}.{obj.__name__}`, from `{module.replace('.', '/')}.py`"
+    try:
+        from IPython.display import Markdown
+
+        return Markdown(f"{header}\n\n```python\n{src}```")
+    except ImportError:  # pragma: no cover
+        return src
+
+
+def mean_std(values: Sequence[float], digits: int = 3) -> str:
+    """``"m ± s"`` over seeds (sample standard deviation; 0 for one value)."""
+    vals = [float(v) for v in values]
+    sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    return f"{statistics.fmean(vals):.{digits}f} ± {sd:.{digits}f}"
+
+
+def is_static() -> bool:
+    """True while the book is built or tested (no live widget frontend): explorers draw a static figure."""
+    return os.environ.get(STATIC_ENV, "") == "1"
+
+
+def explorer(
+    losses: dict[str, Callable[[torch.Tensor, float], torch.Tensor]],
+    *,
+    param: str,
+    values: tuple[float, float, float],
+    init: float,
+    r: torch.Tensor | None = None,
+    title: str = "",
+):
+    """An interactive loss explorer: a slider over one hyperparameter, live curves of ℓ(r) and ℓ'(r).
+
+    ``losses`` maps a label to ``f(r, value) -> per-element loss``; the
+    derivative is taken by autograd. In a live Jupyter kernel this returns an
+    ``ipywidgets`` slider; in the static web book (``LOSSBOOK_STATIC=1``) it
+    draws the curves at ``init`` and says how to get the live version.
+    """
+    import matplotlib.pyplot as plt
+
+    grid = torch.linspace(-4, 4, 401, dtype=torch.float64) if r is None else r.double()
+
+    def draw(value: float):
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
+        for label, f in losses.items():
+            x = grid.clone().requires_grad_(True)
+            y = f(x, value)
+            (g,) = torch.autograd.grad(y.sum(), x)
+            ax1.plot(grid, y.detach(), label=label)
+            ax2.plot(grid, g, label=label)
+        ax1.set(title=f"loss, {param} = {value:g}", xlabel="residual r")
+        ax2.set(title="derivative dℓ/dr", xlabel="residual r")
+        ax1.legend()
+        fig.suptitle(title)
+        plt.show()
+
+    if is_static():
+        from IPython.display import Markdown, display
+
+        draw(init)
+        display(Markdown(
+            f"*Static view at {param} = {init:g}. Open this chapter in Jupyter, Binder or Colab "
+            f"(rocket icon at the top of the page) to move the {param} slider.*"
+        ))
+        return None
+    import ipywidgets as widgets
+
+    lo, hi, step = values
+    return widgets.interact(draw, value=widgets.FloatSlider(value=init, min=lo, max=hi, step=step, description=param))

@@ -1,0 +1,1068 @@
+r"""Classification losses: the softmax cross-entropy family (Chapter 4 of the book).
+
+Cross-entropy with label smoothing and class weights, focal loss (softmax and
+sigmoid), the PolyLoss family (Poly-1, Poly-N, Poly-1 focal), squentropy and
+the rescaled square loss, the label-distributionally-robust LDR-KL family with
+its two limits (Crammer–Singer hinge and the mean margin), the Weston–Watkins
+hinge, and logit adjustment for long-tailed data (training-time and post-hoc).
+
+Conventions: ``input`` holds unnormalised class scores (logits) of shape
+``(N, C)`` or, for dense prediction, ``(N, C, d1, ...)``; ``target`` holds
+int64 class indices of shape ``(N,)`` / ``(N, d1, ...)``. Losses that say so
+also accept float class probabilities of the shape of ``input`` (soft labels),
+told apart by dtype. ``reduction="none"`` returns one value per sample (per
+pixel for dense inputs). Every loss works in log space (``log_softmax``,
+``logsumexp``), so logits of :math:`\pm 10^4` give finite values and
+gradients, in float32 and (computed in float32) in bfloat16.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from lossbook import validation as V
+from lossbook.registry import ErrorCase, Sample, module_twin, register
+from lossbook.utils import HALF_DTYPES, check_reduction, reduce_loss, to_compute_dtype
+
+__all__ = [
+    "cross_entropy", "focal_loss", "sigmoid_focal_loss", "poly1_loss", "poly_loss", "poly1_focal_loss",
+    "squentropy_loss", "rescaled_square_loss", "ldr_kl_loss", "crammer_singer_loss", "weston_watkins_loss",
+    "logit_adjusted_cross_entropy", "posthoc_logit_adjust", "log1m_softmax",
+    "CrossEntropyLoss", "FocalLoss", "SigmoidFocalLoss", "Poly1Loss", "PolyLoss", "Poly1FocalLoss",
+    "SquentropyLoss", "RescaledSquareLoss", "LDRKLLoss", "CrammerSingerLoss", "WestonWatkinsLoss",
+    "LogitAdjustedCrossEntropyLoss",
+    "linear_cross_entropy", "LinearCrossEntropyLoss", "default_chunk_size",
+]
+
+
+# --------------------------------------------------------------------------- shared plumbing
+
+
+def _flatten(input: torch.Tensor, target: torch.Tensor, *, soft: bool = False,
+             ignore_index: int | None = None) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
+    """Validate and flatten ``(N, C, *)`` logits to ``(M, C)`` in the compute dtype.
+
+    Returns the logits, the target as ``(M,)`` indices or ``(M, C)``
+    probabilities, and the per-sample output shape ``(N, *)``.
+    """
+    V.check_floating(input, "input")
+    V.check_tensor(target, "target")
+    V.check_same_device(input=input, target=target)
+    if input.dim() < 2:
+        raise ValueError(f"input must have shape (N, C) or (N, C, d1, ...), got {tuple(input.shape)}")
+    num_classes = input.shape[1]
+    out_shape = (input.shape[0],) + tuple(input.shape[2:])
+    z = to_compute_dtype(input).movedim(1, -1).reshape(-1, num_classes)
+    if target.is_floating_point():
+        if not soft:
+            raise TypeError(
+                f"this loss takes class-index targets (torch.int64), got dtype {target.dtype}; "
+                "use target.long()"
+            )
+        if target.shape != input.shape:
+            raise ValueError(
+                f"a probability target must have the shape of input {tuple(input.shape)}, got {tuple(target.shape)}"
+            )
+        return z, to_compute_dtype(target).movedim(1, -1).reshape(-1, num_classes).to(z.dtype), out_shape
+    V.check_class_target(target, num_classes, ignore_index)
+    if tuple(target.shape) != out_shape:
+        raise ValueError(
+            f"class-index target must have shape {out_shape} for input of shape {tuple(input.shape)}, "
+            f"got {tuple(target.shape)}"
+        )
+    return z, target.reshape(-1), out_shape
+
+
+def _finish(loss: torch.Tensor, out_shape: tuple[int, ...], input: torch.Tensor, reduction: str) -> torch.Tensor:
+    return reduce_loss(loss.reshape(out_shape), reduction).to(input.dtype)
+
+
+def _pick(values: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``values[i, target[i]]`` for index targets, ``Σ_k target[i, k] values[i, k]`` for probabilities."""
+    if target.is_floating_point():
+        return (values * target).sum(-1)
+    return values.gather(-1, target[:, None]).squeeze(-1)
+
+
+def log1m_softmax(z: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    r""":math:`\log(1 - \mathrm{softmax}(z)_k)` for every class, accurate and with finite gradients.
+
+    For the largest logit, :math:`\log(1-p_k) = \operatorname{logsumexp}_{j\ne k} z_j -
+    \operatorname{logsumexp}_j z_j`, which stays finite (about :math:`-2\cdot10^4` for logits
+    :math:`\pm10^4`) where ``log1p(-p)`` would give ``-inf`` and a NaN gradient. Every other
+    class has :math:`p_k \le \tfrac12`, where ``log1p(-p_k)`` is accurate. Cost :math:`O(C)`.
+
+    Example:
+        >>> log1m_softmax(torch.tensor([1e4, 0.0]))  # log(1 - p) for p ≈ 1 and p ≈ e^-1e4
+        tensor([-10000.,     -0.])
+    """
+    z = z.movedim(dim, -1)
+    lse = torch.logsumexp(z, -1, keepdim=True)
+    logp = z - lse
+    top = z.argmax(-1, keepdim=True)
+    is_top = torch.zeros_like(z, dtype=torch.bool).scatter(-1, top, True)
+    lse_rest = torch.logsumexp(z.masked_fill(is_top, -math.inf), -1, keepdim=True)
+    # The where-NaN trap: the unused branch must have a finite gradient too.
+    safe = torch.where(is_top, torch.full_like(logp, -1.0), logp)
+    out = torch.where(is_top, lse_rest - lse, torch.log1p(-torch.exp(safe)))
+    return out.movedim(-1, dim)
+
+
+def _check_epsilon_like(value: float, name: str) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value)):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+
+# --------------------------------------------------------------------------- cross-entropy and focal
+
+
+def cross_entropy(input: torch.Tensor, target: torch.Tensor, *, weight: torch.Tensor | None = None,
+                  ignore_index: int = -100, label_smoothing: float = 0.0, reduction: str = "mean") -> torch.Tensor:
+    r"""Softmax cross-entropy, optionally with class weights and label smoothing.
+
+    .. math::
+        \ell(z, y) = -\sum_k q_k \log \mathrm{softmax}(z)_k, \qquad
+        q = (1-\epsilon)\,e_y + \epsilon/C
+
+    for an index target :math:`y` (a probability target is smoothed the same
+    way). With class weights :math:`w`, the per-sample loss is weighted and the
+    mean is :math:`\sum_i w_{y_i}\ell_i / \sum_i w_{y_i}`, as in torch.
+
+    Delegates to :func:`torch.nn.functional.cross_entropy` (same semantics for
+    ``weight``, ``ignore_index``, ``label_smoothing``); half-precision inputs
+    are computed in float32, and an empty batch gives 0.
+
+    Args:
+        input: logits ``(N, C)`` or ``(N, C, d1, ...)``.
+        target: class indices ``(N,)`` / ``(N, d1, ...)`` or probabilities of the shape of ``input``.
+        weight: optional class weights ``(C,)``.
+        ignore_index: index targets equal to it contribute nothing.
+        label_smoothing: :math:`\epsilon \in [0, 1]`.
+
+    Reference: the maximum-likelihood loss of multinomial logistic regression;
+    label smoothing: Szegedy et al. (2016), *Rethinking the Inception Architecture*.
+
+    Example:
+        >>> cross_entropy(torch.tensor([[2.0, 0.0, 0.0]]), torch.tensor([0]))
+        tensor(0.2395)
+    """
+    _flatten(input, target, soft=True, ignore_index=ignore_index)
+    check_reduction(reduction)
+    if not (isinstance(label_smoothing, (int, float)) and 0.0 <= label_smoothing <= 1.0):
+        raise ValueError(f"label_smoothing must lie in [0, 1], got {label_smoothing!r}")
+    if weight is not None:
+        V.check_floating(weight, "weight")
+        V.check_same_device(input=input, weight=weight)
+        if weight.shape != (input.shape[1],):
+            raise ValueError(f"weight must have shape (C,) = ({input.shape[1]},), got {tuple(weight.shape)}")
+    if input.shape[0] == 0 and reduction != "none":
+        return input.sum() * 0.0
+    x = to_compute_dtype(input)
+    t = to_compute_dtype(target) if target.is_floating_point() else target
+    w = None if weight is None else weight.to(x.dtype)
+    out = F.cross_entropy(x, t, weight=w, ignore_index=ignore_index, label_smoothing=float(label_smoothing),
+                          reduction=reduction)
+    return out.to(input.dtype)
+
+
+def _alpha_factor(alpha: float | torch.Tensor | None, z: torch.Tensor) -> torch.Tensor | float:
+    if alpha is None:
+        return 1.0
+    if isinstance(alpha, torch.Tensor):
+        V.check_floating(alpha, "alpha")
+        V.check_same_device(input=z, alpha=alpha)
+        if alpha.shape != (z.shape[-1],):
+            raise ValueError(f"a tensor alpha must hold one weight per class, shape ({z.shape[-1]},), got {tuple(alpha.shape)}")
+        return alpha.to(z.dtype)
+    V.check_nonnegative(alpha, "alpha")
+    return float(alpha)
+
+
+def _focal_terms(z: torch.Tensor, gamma: float) -> torch.Tensor:
+    r"""Per-class focal terms :math:`-(1-p_k)^\gamma \log p_k`, with :math:`(1-p)^\gamma = e^{\gamma\log(1-p)}`."""
+    logp = F.log_softmax(z, -1)
+    if gamma == 0:
+        return -logp
+    return -torch.exp(gamma * log1m_softmax(z)) * logp
+
+
+def focal_loss(input: torch.Tensor, target: torch.Tensor, *, gamma: float = 2.0,
+               alpha: float | torch.Tensor | None = None, reduction: str = "mean") -> torch.Tensor:
+    r"""Softmax focal loss :math:`-\alpha_y (1-p_y)^\gamma \log p_y`.
+
+    The modulating factor is computed as :math:`\exp(\gamma\log(1-p_y))` with
+    :math:`\log(1-p_y)` from :func:`log1m_softmax` (a log-sum-exp over the
+    other classes), so the loss and its gradient are finite for every
+    :math:`\gamma \ge 0` — including :math:`\gamma < 1`, where
+    :math:`(1-p)^\gamma` has an infinite slope at :math:`p = 1` — even for
+    saturated logits. :math:`\gamma = 0` is cross-entropy.
+
+    Args:
+        gamma: focusing parameter :math:`\gamma \ge 0`.
+        alpha: ``None`` (no weighting), a scalar multiplying every class (the
+            ``alpha`` of many implementations), or a tensor ``(C,)`` of class weights.
+        target: class indices, or probabilities :math:`q` (then
+            :math:`-\sum_k q_k\alpha_k(1-p_k)^\gamma\log p_k`).
+
+    Reference: Lin et al. (2017), *Focal Loss for Dense Object Detection*.
+
+    Example:
+        >>> focal_loss(torch.tensor([[2.0, 0.0, 0.0]]), torch.tensor([0]), gamma=0.0)
+        tensor(0.2395)
+    """
+    z, t, shape = _flatten(input, target, soft=True)
+    V.check_nonnegative(gamma, "gamma")
+    check_reduction(reduction)
+    a = _alpha_factor(alpha, z)
+    terms = _focal_terms(z, float(gamma)) * a
+    return _finish(_pick(terms, t), shape, input, reduction)
+
+
+def sigmoid_focal_loss(input: torch.Tensor, target: torch.Tensor, *, gamma: float = 2.0,
+                       alpha: float | None = 0.25, reduction: str = "mean") -> torch.Tensor:
+    r"""Binary (sigmoid) focal loss per logit, as in RetinaNet and ``torchvision.ops``.
+
+    .. math::
+        \ell(x, t) = \alpha_t\,(1-p_t)^\gamma\,\mathrm{BCE}(x, t),\quad
+        p = \sigma(x),\ p_t = p\,t + (1-p)(1-t),\ \alpha_t = \alpha t + (1-\alpha)(1-t)
+
+    :math:`\log(1-p_t) = \log\big(t\,\sigma(-x) + (1-t)\,\sigma(x)\big)` is
+    computed with ``logaddexp`` of log-sigmoids, so saturated logits give finite
+    gradients for every :math:`\gamma \ge 0`.
+
+    Args:
+        input: logits of any shape; target: same shape, in :math:`[0, 1]`.
+        alpha: weight of the positives in :math:`[0, 1]`; ``None`` disables the weighting.
+
+    Reference: Lin et al. (2017); ``torchvision.ops.sigmoid_focal_loss``.
+
+    Example:
+        >>> sigmoid_focal_loss(torch.tensor([0.0]), torch.tensor([1.0]), gamma=0.0, alpha=None)
+        tensor(0.6931)
+    """
+    V.check_pair(input, target)
+    V.check_nonnegative(gamma, "gamma")
+    check_reduction(reduction)
+    if alpha is not None and not (isinstance(alpha, (int, float)) and 0.0 <= alpha <= 1.0):
+        raise ValueError(f"alpha must lie in [0, 1] or be None, got {alpha!r}")
+    x, t = to_compute_dtype(input), to_compute_dtype(target).to(to_compute_dtype(input).dtype)
+    ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+    loss = ce
+    if gamma != 0:
+        # log(1 - p_t) = logaddexp(log t + logσ(-x), log(1-t) + logσ(x)), with log 0 = -inf.
+        log_1m_pt = torch.logaddexp(torch.log(t) + F.logsigmoid(-x), torch.log1p(-t) + F.logsigmoid(x))
+        loss = torch.exp(gamma * log_1m_pt) * ce
+    if alpha is not None:
+        loss = (alpha * t + (1.0 - alpha) * (1.0 - t)) * loss
+    return reduce_loss(loss, reduction).to(input.dtype)
+
+
+# --------------------------------------------------------------------------- PolyLoss
+
+
+def poly1_loss(input: torch.Tensor, target: torch.Tensor, *, epsilon: float = 1.0,
+               reduction: str = "mean") -> torch.Tensor:
+    r"""Poly-1 loss :math:`-\log p_t + \epsilon\,(1 - p_t)`.
+
+    Cross-entropy is :math:`\sum_{j\ge1}\frac1j(1-p_t)^j`; Poly-1 perturbs the
+    coefficient of the first polynomial term from 1 to :math:`1+\epsilon`.
+    With probability targets :math:`q` (e.g. smoothed labels),
+    :math:`p_t = \sum_k q_k p_k` and the first term is the soft cross-entropy, as in the paper's code.
+
+    Args:
+        epsilon: the perturbation :math:`\epsilon` (any real; :math:`\epsilon \ge -1` keeps it a sensible loss).
+
+    Reference: Leng et al. (2022), *PolyLoss: A Polynomial Expansion Perspective of Classification Loss Functions*.
+
+    Example:
+        >>> poly1_loss(torch.zeros(1, 2), torch.tensor([0]), epsilon=1.0)
+        tensor(1.1931)
+    """
+    return poly_loss(input, target, epsilons=(epsilon,), reduction=reduction)
+
+
+def poly_loss(input: torch.Tensor, target: torch.Tensor, *, epsilons: Sequence[float],
+              reduction: str = "mean") -> torch.Tensor:
+    r"""Poly-N loss :math:`-\log p_t + \sum_{j=1}^{N}\epsilon_j (1-p_t)^j`.
+
+    With :math:`\epsilon_j = -1/j` for :math:`j \le N` it is cross-entropy
+    without its first :math:`N` Taylor terms, :math:`\sum_{j>N}\frac1j(1-p_t)^j`.
+    :math:`(1-p_t)^j` is :math:`\exp(j\log(1-p_t))` with an accurate
+    :math:`\log(1-p_t)`.
+
+    Args:
+        epsilons: the coefficients :math:`\epsilon_1, \dots, \epsilon_N`.
+        target: class indices, or probabilities (then :math:`p_t = \sum_k q_k p_k`).
+
+    Reference: Leng et al. (2022), PolyLoss, Eq. (2)–(3).
+
+    Example:
+        >>> poly_loss(torch.zeros(1, 2), torch.tensor([0]), epsilons=[-1.0])
+        tensor(0.1931)
+    """
+    z, t, shape = _flatten(input, target, soft=True)
+    eps = [float(e) for e in epsilons]
+    for j, e in enumerate(eps):
+        _check_epsilon_like(e, f"epsilons[{j}]")
+    check_reduction(reduction)
+    logp = F.log_softmax(z, -1)
+    ce = -_pick(logp, t)
+    if t.is_floating_point():
+        # p_t = Σ q_k p_k; clamped below 1 so that log1p keeps a finite gradient.
+        log_1m_pt = torch.log1p(-_pick(logp.exp(), t).clamp(max=1.0 - torch.finfo(z.dtype).eps))
+    else:
+        log_1m_pt = _pick(log1m_softmax(z), t)
+    loss = ce
+    for j, e in enumerate(eps, start=1):
+        if e != 0.0:
+            loss = loss + e * torch.exp(j * log_1m_pt)
+    return _finish(loss, shape, input, reduction)
+
+
+def poly1_focal_loss(input: torch.Tensor, target: torch.Tensor, *, epsilon: float = 1.0, gamma: float = 2.0,
+                     alpha: float | torch.Tensor | None = None, reduction: str = "mean") -> torch.Tensor:
+    r"""Poly-1 focal loss :math:`-\alpha_t(1-p_t)^\gamma\log p_t + \epsilon\,(1-p_t)^{\gamma+1}`.
+
+    Focal loss is :math:`\sum_{j\ge1}\frac1j(1-p_t)^{j+\gamma}`; its leading
+    term is :math:`(1-p_t)^{\gamma+1}`, whose coefficient Poly-1 shifts by
+    :math:`\epsilon`. As in the paper's code, ``alpha`` weights the focal term only.
+
+    Reference: Leng et al. (2022), PolyLoss, Eq. (5).
+
+    Example:
+        >>> poly1_focal_loss(torch.zeros(1, 2), torch.tensor([0]), epsilon=0.0, gamma=0.0)
+        tensor(0.6931)
+    """
+    z, t, shape = _flatten(input, target)
+    V.check_nonnegative(gamma, "gamma")
+    _check_epsilon_like(epsilon, "epsilon")
+    check_reduction(reduction)
+    a = _alpha_factor(alpha, z)
+    focal = _pick(_focal_terms(z, float(gamma)) * a, t)
+    loss = focal + epsilon * torch.exp((gamma + 1.0) * _pick(log1m_softmax(z), t))
+    return _finish(loss, shape, input, reduction)
+
+
+# --------------------------------------------------------------------------- square-type losses
+
+
+def _off_target_mask(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return torch.ones_like(z, dtype=torch.bool).scatter(-1, t[:, None], False)
+
+
+def squentropy_loss(input: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean") -> torch.Tensor:
+    r"""Squentropy: cross-entropy plus the average square of the off-target logits.
+
+    .. math:: \ell(z, y) = -\log p_y + \frac{1}{C-1}\sum_{k\ne y} z_k^2
+
+    It equals cross-entropy when the off-target logits are 0, and its gradient
+    is :math:`\partial\ell/\partial z_k = p_k + 2z_k/(C-1)` for :math:`k \ne y`:
+    the square term pulls wrong-class logits to 0 instead of to
+    :math:`-\infty`, which keeps the logits bounded and the model calibrated.
+
+    Reference: Hui, Belkin & Wright (2023), *Cut your Losses with Squentropy*.
+
+    Example:
+        >>> squentropy_loss(torch.tensor([[0.0, 1.0, -1.0]]), torch.tensor([0]))
+        tensor(2.4076)
+    """
+    z, t, shape = _flatten(input, target)
+    check_reduction(reduction)
+    num_classes = z.shape[-1]
+    if num_classes < 2:
+        raise ValueError(f"squentropy needs at least 2 classes, got C={num_classes}")
+    ce = -F.log_softmax(z, -1).gather(-1, t[:, None]).squeeze(-1)
+    sq = (z.square() * _off_target_mask(z, t)).sum(-1) / (num_classes - 1)
+    return _finish(ce + sq, shape, input, reduction)
+
+
+def rescaled_square_loss(input: torch.Tensor, target: torch.Tensor, *, k: float = 1.0, M: float = 1.0,
+                         reduction: str = "mean") -> torch.Tensor:
+    r"""Rescaled square loss of Hui & Belkin: :math:`\frac1C\big[k(z_y-M)^2 + \sum_{k'\ne y} z_{k'}^2\big]`.
+
+    Square loss on the logits against the target :math:`M e_y`, with the
+    true-class term up-weighted by :math:`k` (the paper uses
+    :math:`k = 1, M = 1` for few classes and larger values for many).
+
+    Reference: Hui & Belkin (2021), *Evaluation of Neural Architectures Trained
+    with Square Loss vs Cross-Entropy in Classification Tasks*.
+
+    Example:
+        >>> rescaled_square_loss(torch.tensor([[1.0, 0.0]]), torch.tensor([0]))
+        tensor(0.)
+    """
+    z, t, shape = _flatten(input, target)
+    V.check_positive(k, "k")
+    V.check_positive(M, "M")
+    check_reduction(reduction)
+    zy = z.gather(-1, t[:, None]).squeeze(-1)
+    loss = (k * (zy - M).square() + (z.square() * _off_target_mask(z, t)).sum(-1)) / z.shape[-1]
+    return _finish(loss, shape, input, reduction)
+
+
+# --------------------------------------------------------------------------- LDR family and hinges
+
+
+def _margins(z: torch.Tensor, t: torch.Tensor, margin: float) -> torch.Tensor:
+    r""":math:`\delta_{k,y} + z_k - z_y` with :math:`\delta_{k,y} = c\,\mathbb 1[k\ne y]`."""
+    zy = z.gather(-1, t[:, None])
+    return z - zy + margin * _off_target_mask(z, t).to(z.dtype)
+
+
+def ldr_kl_loss(input: torch.Tensor, target: torch.Tensor, *, lam: float = 1.0, margin: float = 0.0,
+                logit_transform: str | None = None, reduction: str = "mean") -> torch.Tensor:
+    r"""Label-distributionally-robust loss with a KL regulariser (LDR-KL).
+
+    .. math::
+        \psi_\lambda(z, y) = \max_{p\in\Delta}\sum_k p_k(\delta_{k,y} + z_k - z_y) - \lambda\,\mathrm{KL}(p\,\|\,u)
+        = \lambda\log\frac1C\sum_k e^{(\delta_{k,y} + z_k - z_y)/\lambda}
+
+    with :math:`\delta_{k,y} = c\,\mathbb 1[k\ne y]` (``margin``). Special
+    cases: :math:`c = 0` gives :math:`\lambda\,(\mathrm{CE}(z/\lambda, y) - \log C)`
+    (temperature-scaled cross-entropy); :math:`\lambda\to0` gives the
+    Crammer–Singer hinge :math:`\max(0, \max_{k\ne y}(c + z_k - z_y))`;
+    :math:`\lambda\to\infty` gives the mean :math:`\frac1C\sum_k(\delta_{k,y}+z_k-z_y)`.
+    The value lies between the mean and the max of the margins, so it can be negative.
+
+    Args:
+        lam: the temperature :math:`\lambda > 0`.
+        margin: :math:`c`.
+        logit_transform: ``None`` or ``"softplus_mean"``, which first maps
+            :math:`z \leftarrow \mathrm{softplus}(z)/\mathrm{mean}_k\,\mathrm{softplus}(z)`
+            as the official code of the paper does.
+
+    Reference: Zhu, Ying & Yang (2023), *Label Distributionally Robust Losses for
+    Multi-class Classification: Consistency, Robustness and Adaptivity* (formula
+    checked against the official code, ``LDRLoss_V1``).
+
+    Example:
+        >>> ldr_kl_loss(torch.zeros(1, 4), torch.tensor([0]), lam=1.0, margin=0.0)
+        tensor(0.)
+    """
+    z, t, shape = _flatten(input, target)
+    V.check_positive(lam, "lam")
+    _check_epsilon_like(margin, "margin")
+    check_reduction(reduction)
+    if logit_transform == "softplus_mean":
+        sp = F.softplus(z)
+        z = sp / sp.mean(-1, keepdim=True)
+    elif logit_transform is not None:
+        raise ValueError(f"logit_transform must be None or 'softplus_mean', got {logit_transform!r}")
+    u = _margins(z, t, float(margin)) / lam
+    loss = lam * (torch.logsumexp(u, -1) - math.log(z.shape[-1]))
+    return _finish(loss, shape, input, reduction)
+
+
+def crammer_singer_loss(input: torch.Tensor, target: torch.Tensor, *, margin: float = 1.0,
+                        reduction: str = "mean") -> torch.Tensor:
+    r"""Crammer–Singer multiclass hinge :math:`\max\big(0, \max_{k\ne y}(c + z_k - z_y)\big)`.
+
+    The :math:`\lambda\to0` limit of :func:`ldr_kl_loss`; with :math:`c = 1` it
+    is scikit-learn's multiclass ``hinge_loss``.
+
+    Reference: Crammer & Singer (2001), *On the Algorithmic Implementation of Multiclass Kernel-based Vector Machines*.
+
+    Example:
+        >>> crammer_singer_loss(torch.tensor([[1.0, 0.5, -1.0]]), torch.tensor([0]))
+        tensor(0.5000)
+    """
+    z, t, shape = _flatten(input, target)
+    _check_epsilon_like(margin, "margin")
+    check_reduction(reduction)
+    m = _margins(z, t, float(margin)).masked_fill(~_off_target_mask(z, t), -math.inf)
+    loss = m.amax(-1).clamp_min(0.0) if z.shape[-1] > 1 else z.new_zeros(z.shape[0])
+    return _finish(loss, shape, input, reduction)
+
+
+def weston_watkins_loss(input: torch.Tensor, target: torch.Tensor, *, margin: float = 1.0,
+                        reduction: str = "mean") -> torch.Tensor:
+    r"""Weston–Watkins multiclass hinge :math:`\sum_{k\ne y}\max(0, c + z_k - z_y)`.
+
+    :func:`torch.nn.functional.multi_margin_loss` (``p=1``) is this divided by :math:`C`.
+
+    Reference: Weston & Watkins (1999), *Support Vector Machines for Multi-Class Pattern Recognition*.
+
+    Example:
+        >>> weston_watkins_loss(torch.tensor([[1.0, 0.5, 0.5]]), torch.tensor([0]))
+        tensor(1.)
+    """
+    z, t, shape = _flatten(input, target)
+    _check_epsilon_like(margin, "margin")
+    check_reduction(reduction)
+    loss = (_margins(z, t, float(margin)).clamp_min(0.0) * _off_target_mask(z, t)).sum(-1)
+    return _finish(loss, shape, input, reduction)
+
+
+# --------------------------------------------------------------------------- logit adjustment
+
+
+def _log_prior(class_prior: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    V.check_floating(class_prior, "class_prior")
+    V.check_same_device(input=z, class_prior=class_prior)
+    if class_prior.shape != (z.shape[-1],):
+        raise ValueError(f"class_prior must have shape (C,) = ({z.shape[-1]},), got {tuple(class_prior.shape)}")
+    if not torch.compiler.is_compiling() and bool((class_prior <= 0).any()):
+        raise ValueError("class_prior must be positive (class frequencies or counts)")
+    return torch.log(class_prior.to(z.dtype))
+
+
+def logit_adjusted_cross_entropy(input: torch.Tensor, target: torch.Tensor, *, class_prior: torch.Tensor,
+                                 tau: float = 1.0, reduction: str = "mean") -> torch.Tensor:
+    r"""Logit-adjusted cross-entropy :math:`-\log\frac{e^{z_y + \tau\log\pi_y}}{\sum_k e^{z_k + \tau\log\pi_k}}`.
+
+    Adding :math:`\tau\log\pi` during training makes the learnt logits
+    estimate :math:`\log p(y\mid x) - \tau\log\pi_y` (up to a constant), so
+    :math:`\arg\max_k z_k` is Fisher-consistent for the *balanced* error when
+    :math:`\tau = 1`. ``class_prior`` may be unnormalised counts (a constant
+    shift of all logits does not change the loss). :math:`\tau = 0` is cross-entropy.
+
+    Reference: Menon et al. (2021), *Long-tail Learning via Logit Adjustment*.
+
+    Example:
+        >>> logit_adjusted_cross_entropy(torch.zeros(1, 2), torch.tensor([0]), class_prior=torch.tensor([0.5, 0.5]))
+        tensor(0.6931)
+    """
+    z, t, shape = _flatten(input, target)
+    _check_epsilon_like(tau, "tau")
+    check_reduction(reduction)
+    adj = z + tau * _log_prior(class_prior, z)
+    loss = -F.log_softmax(adj, -1).gather(-1, t[:, None]).squeeze(-1)
+    return _finish(loss, shape, input, reduction)
+
+
+def posthoc_logit_adjust(input: torch.Tensor, class_prior: torch.Tensor, *, tau: float = 1.0) -> torch.Tensor:
+    r"""Post-hoc logit adjustment: return :math:`z_k - \tau\log\pi_k` (take its argmax to predict).
+
+    A model trained with plain cross-entropy estimates :math:`\log p(y\mid x)`
+    up to a constant; subtracting :math:`\log\pi_y` turns its argmax into the
+    Bayes classifier for the balanced error.
+
+    Example:
+        >>> posthoc_logit_adjust(torch.zeros(1, 2), torch.tensor([0.9, 0.1])).argmax(-1)
+        tensor([1])
+    """
+    V.check_floating(input, "input")
+    _check_epsilon_like(tau, "tau")
+    if input.dim() < 1:
+        raise ValueError("input must have a class dimension")
+    z = input.movedim(1, -1) if input.dim() > 1 else input
+    out = z - tau * _log_prior(class_prior, z)
+    return out.movedim(-1, 1) if input.dim() > 1 else out
+
+
+# --------------------------------------------------------------------------- module twins
+
+CrossEntropyLoss = module_twin(cross_entropy, "CrossEntropyLoss")
+FocalLoss = module_twin(focal_loss, "FocalLoss")
+SigmoidFocalLoss = module_twin(sigmoid_focal_loss, "SigmoidFocalLoss")
+Poly1Loss = module_twin(poly1_loss, "Poly1Loss")
+PolyLoss = module_twin(poly_loss, "PolyLoss")
+Poly1FocalLoss = module_twin(poly1_focal_loss, "Poly1FocalLoss")
+SquentropyLoss = module_twin(squentropy_loss, "SquentropyLoss")
+RescaledSquareLoss = module_twin(rescaled_square_loss, "RescaledSquareLoss")
+LDRKLLoss = module_twin(ldr_kl_loss, "LDRKLLoss")
+CrammerSingerLoss = module_twin(crammer_singer_loss, "CrammerSingerLoss")
+WestonWatkinsLoss = module_twin(weston_watkins_loss, "WestonWatkinsLoss")
+LogitAdjustedCrossEntropyLoss = module_twin(logit_adjusted_cross_entropy, "LogitAdjustedCrossEntropyLoss")
+
+
+# --------------------------------------------------------------------------- registry records
+# References are float64 numpy/scipy oracles written from the formulas (or torch
+# built-ins where they exist), imported lazily.
+
+_CH = "classification"
+_POS = (0.0, math.inf)
+_REAL = (-math.inf, math.inf)
+
+
+def _np(t: torch.Tensor):
+    return t.detach().cpu().double().numpy()
+
+
+def _logits_sample(n: int = 6, c: int = 4, scale: float = 2.0, soft: bool = False, **kwargs):
+    """``(N, C)`` logits and index (or Dirichlet-like probability) targets."""
+    def make(gen, dtype, device):
+        z = torch.randn(n, c, generator=gen, dtype=torch.float64) * scale
+        if soft:
+            q = torch.rand(n, c, generator=gen, dtype=torch.float64)
+            y = (q / q.sum(1, keepdim=True)).to(dtype=dtype, device=device)
+        else:
+            y = torch.randint(0, c, (n,), generator=gen).to(device)
+        return Sample((z.to(dtype=dtype, device=device), y), dict(kwargs))
+    return make
+
+
+def _extreme_logits(**kwargs):
+    """Logits of ±1e4: confidently right, confidently wrong, and ties, index targets."""
+    def make(gen, dtype, device):
+        z = torch.tensor([[1e4, -1e4, 0.0], [-1e4, 1e4, 0.0], [1e4, 1e4, -1e4], [0.0, 0.0, 0.0]],
+                         dtype=dtype, device=device)
+        y = torch.tensor([0, 0, 1, 2], device=device)
+        return Sample((z, y), dict(kwargs))
+    return make
+
+
+def _bad_kwarg(**kwargs):
+    return lambda s: Sample(s.args, {**s.kwargs, **kwargs}, s.grad_args)
+
+
+def _bad_label(s: Sample) -> Sample:
+    z, y, *rest = s.args
+    return Sample((z, torch.full_like(y, z.shape[1]), *rest), s.kwargs, s.grad_args)
+
+
+_LABEL_ERR = ErrorCase("label out of range", _bad_label, ValueError, r"target class indices must lie in \[0, 3\]")
+_DTYPE_ERR = ErrorCase("float target for an index-only loss",
+                       lambda s: Sample((s.args[0], s.args[1].double(), *s.args[2:]), s.kwargs, s.grad_args),
+                       TypeError, r"takes class-index targets")
+
+
+def _np_log_softmax(z):
+    from scipy.special import log_softmax
+    return log_softmax(z, axis=1)
+
+
+def _np_pick(v, y):
+    import numpy as np
+    return v[np.arange(len(y)), y]
+
+
+def _ref_ce(input, target, label_smoothing=0.0, **_):
+    import numpy as np
+    z, lp = _np(input), _np_log_softmax(_np(input))
+    c = z.shape[1]
+    q = _np(target) if target.is_floating_point() else np.eye(c)[target.numpy()]
+    q = (1 - label_smoothing) * q + label_smoothing / c
+    return torch.from_numpy(-(q * lp).sum(1))
+
+
+def _ref_focal(input, target, gamma=2.0, alpha=None):
+    import numpy as np
+    lp = _np_log_softmax(_np(input))
+    p = np.exp(lp)
+    a = 1.0 if alpha is None else (_np(alpha) if isinstance(alpha, torch.Tensor) else alpha)
+    terms = -a * (1 - p) ** gamma * lp
+    if target.is_floating_point():
+        return torch.from_numpy((terms * _np(target)).sum(1))
+    return torch.from_numpy(_np_pick(terms, target.numpy()))
+
+
+def _ref_sigmoid_focal(input, target, gamma=2.0, alpha=0.25):
+    import numpy as np
+    x, t = _np(input), _np(target)
+    p = 1 / (1 + np.exp(-x))
+    ce = -(t * np.log(p) + (1 - t) * np.log(1 - p))
+    pt = p * t + (1 - p) * (1 - t)
+    loss = ce * (1 - pt) ** gamma
+    if alpha is not None:
+        loss = (alpha * t + (1 - alpha) * (1 - t)) * loss
+    return torch.from_numpy(loss)
+
+
+def _ref_poly(input, target, epsilons=(), epsilon=None):
+    import numpy as np
+    eps = (epsilon,) if epsilon is not None else tuple(epsilons)
+    lp = _np_log_softmax(_np(input))
+    if target.is_floating_point():
+        q = _np(target)
+        ce, pt = -(q * lp).sum(1), (q * np.exp(lp)).sum(1)
+    else:
+        ce, pt = -_np_pick(lp, target.numpy()), np.exp(_np_pick(lp, target.numpy()))
+    return torch.from_numpy(ce + sum(e * (1 - pt) ** j for j, e in enumerate(eps, start=1)))
+
+
+def _ref_poly1_focal(input, target, epsilon=1.0, gamma=2.0, alpha=None):
+    import numpy as np
+    pt = np.exp(_np_pick(_np_log_softmax(_np(input)), target.numpy()))
+    return _ref_focal(input, target, gamma=gamma, alpha=alpha) + torch.from_numpy(epsilon * (1 - pt) ** (gamma + 1))
+
+
+def _ref_squentropy(input, target):
+    import numpy as np
+    z, y = _np(input), target.numpy()
+    off = 1 - np.eye(z.shape[1])[y]
+    return torch.from_numpy(-_np_pick(_np_log_softmax(z), y) + (off * z ** 2).sum(1) / (z.shape[1] - 1))
+
+
+def _ref_rescaled_square(input, target, k=1.0, M=1.0):
+    import numpy as np
+    z, y = _np(input), target.numpy()
+    off = 1 - np.eye(z.shape[1])[y]
+    return torch.from_numpy((k * (_np_pick(z, y) - M) ** 2 + (off * z ** 2).sum(1)) / z.shape[1])
+
+
+def _np_margins(z, y, c):
+    import numpy as np
+    off = 1 - np.eye(z.shape[1])[y]
+    return c * off + z - _np_pick(z, y)[:, None], off
+
+
+def _ref_ldr_kl(input, target, lam=1.0, margin=0.0, logit_transform=None):
+    import numpy as np
+    from scipy.special import logsumexp
+    z = _np(input)
+    if logit_transform == "softplus_mean":
+        sp = np.logaddexp(0, z)
+        z = sp / sp.mean(1, keepdims=True)
+    m, _ = _np_margins(z, target.numpy(), margin)
+    return torch.from_numpy(lam * (logsumexp(m / lam, axis=1) - np.log(z.shape[1])))
+
+
+def _ref_crammer_singer(input, target, margin=1.0):
+    import numpy as np
+    m, off = _np_margins(_np(input), target.numpy(), margin)
+    return torch.from_numpy(np.maximum(0, np.where(off > 0, m, -np.inf).max(1)))
+
+
+def _ref_weston_watkins(input, target, margin=1.0):
+    import numpy as np
+    m, off = _np_margins(_np(input), target.numpy(), margin)
+    return torch.from_numpy((off * np.maximum(0, m)).sum(1))
+
+
+def _ref_la_ce(input, target, class_prior, tau=1.0):
+    import numpy as np
+    z = _np(input) + tau * np.log(_np(class_prior))
+    return torch.from_numpy(-_np_pick(_np_log_softmax(z), target.numpy()))
+
+
+def _sigmoid_sample(gen, dtype, device):
+    x = torch.randn(5, 3, generator=gen, dtype=torch.float64) * 2
+    t = (torch.rand(5, 3, generator=gen, dtype=torch.float64) > 0.5).to(torch.float64)
+    return Sample((x.to(dtype=dtype, device=device), t.to(dtype=dtype, device=device)), {"gamma": 1.5, "alpha": 0.25})
+
+
+def _sigmoid_extreme(gen, dtype, device):
+    x = torch.tensor([[1e4, -1e4, 0.0], [-1e4, 1e4, 3.0]], dtype=dtype, device=device)
+    t = torch.tensor([[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]], dtype=dtype, device=device)
+    return Sample((x, t), {"gamma": 0.5, "alpha": 0.25})
+
+
+def _la_sample(**kwargs):
+    def make(gen, dtype, device):
+        s = _logits_sample(**kwargs)(gen, dtype, device)
+        prior = torch.tensor([0.6, 0.25, 0.1, 0.05], dtype=dtype, device=device)
+        return Sample(s.args, {**s.kwargs, "class_prior": prior})
+    return make
+
+
+def _la_extreme(gen, dtype, device):
+    s = _extreme_logits()(gen, dtype, device)
+    return Sample(s.args, {"class_prior": torch.tensor([0.7, 0.2, 0.1], dtype=dtype, device=device), "tau": 1.0})
+
+
+_NEG_GAMMA = ErrorCase("negative gamma", _bad_kwarg(gamma=-1.0), ValueError, r"gamma must be a finite number >= 0")
+
+register(cross_entropy, module=CrossEntropyLoss, chapter=_CH, section="sec-classification-ce", inputs="logits",
+         output_range=_POS, properties={"convex", "classification-calibrated", "nonnegative"}, gradient="exact",
+         reference=_ref_ce, reference_name="float64 scipy log_softmax, smoothed one-hot",
+         sample=_logits_sample(label_smoothing=0.1), extreme=_extreme_logits(label_smoothing=0.1),
+         errors=(_LABEL_ERR,
+                 ErrorCase("smoothing outside [0, 1]", _bad_kwarg(label_smoothing=1.5), ValueError,
+                           r"label_smoothing must lie in \[0, 1\]")),
+         formula=r"-\sum_k q_k\log p_k,\ q=(1-\epsilon)e_y+\epsilon/C",
+         summary="softmax cross-entropy with label smoothing and class weights")
+register(focal_loss, module=FocalLoss, chapter=_CH, section="sec-classification-focal", inputs="logits",
+         output_range=_POS, properties={"classification-calibrated", "nonnegative"}, gradient="exact", reference=_ref_focal,
+         reference_name="float64 numpy -(1-p)^γ log p", sample=_logits_sample(gamma=0.5, alpha=0.25),
+         extreme=_extreme_logits(gamma=0.5), errors=(_LABEL_ERR, _NEG_GAMMA),
+         formula=r"-\alpha_y(1-p_y)^\gamma\log p_y", summary="down-weights well-classified samples")
+register(sigmoid_focal_loss, module=SigmoidFocalLoss, chapter=_CH, section="sec-classification-focal",
+         inputs="logits", output_range=_POS, properties={"nonnegative"}, gradient="exact",
+         reference=_ref_sigmoid_focal, reference_name="float64 numpy (torchvision formula)", sample=_sigmoid_sample,
+         extreme=_sigmoid_extreme, errors=(_NEG_GAMMA,
+                                           ErrorCase("alpha > 1", _bad_kwarg(alpha=2.0), ValueError,
+                                                     r"alpha must lie in \[0, 1\]")),
+         formula=r"\alpha_t(1-p_t)^\gamma\,\mathrm{BCE}", summary="per-logit binary focal loss (RetinaNet)")
+register(poly1_loss, module=Poly1Loss, chapter=_CH, section="sec-classification-poly", inputs="logits",
+         output_range=_POS, properties={"classification-calibrated", "nonnegative"}, gradient="exact", reference=_ref_poly,
+         reference_name="float64 numpy CE + ε(1-p_t)", sample=_logits_sample(epsilon=2.0),
+         extreme=_extreme_logits(epsilon=1.0), errors=(_LABEL_ERR,),
+         formula=r"-\log p_t+\epsilon(1-p_t)", summary="CE with a perturbed leading polynomial coefficient")
+register(poly_loss, module=PolyLoss, chapter=_CH, section="sec-classification-poly", inputs="logits",
+         output_range=_POS, properties={"nonnegative"}, gradient="exact", reference=_ref_poly,
+         reference_name="float64 numpy CE + Σ ε_j(1-p_t)^j", sample=_logits_sample(epsilons=(-1.0, -0.5, 0.3)),
+         extreme=_extreme_logits(epsilons=(-1.0, -0.5)), errors=(_LABEL_ERR,),
+         formula=r"-\log p_t+\sum_{j\le N}\epsilon_j(1-p_t)^j", summary="Poly-N: perturb the first N Taylor coefficients of CE")
+register(poly1_focal_loss, module=Poly1FocalLoss, chapter=_CH, section="sec-classification-poly", inputs="logits",
+         output_range=_POS, properties={"nonnegative"}, gradient="exact", reference=_ref_poly1_focal,
+         reference_name="float64 numpy focal + ε(1-p_t)^(γ+1)", sample=_logits_sample(epsilon=1.0, gamma=0.5),
+         extreme=_extreme_logits(epsilon=1.0, gamma=0.5), errors=(_LABEL_ERR, _NEG_GAMMA, _DTYPE_ERR),
+         formula=r"-(1-p_t)^\gamma\log p_t+\epsilon(1-p_t)^{\gamma+1}", summary="Poly-1 applied to the focal series")
+register(squentropy_loss, module=SquentropyLoss, chapter=_CH, section="sec-classification-square", inputs="logits",
+         output_range=_POS, properties={"convex", "nonnegative"}, gradient="exact", reference=_ref_squentropy,
+         reference_name="float64 numpy CE + mean off-target z²", sample=_logits_sample(),
+         extreme=_extreme_logits(), errors=(_LABEL_ERR, _DTYPE_ERR),
+         formula=r"-\log p_y+\frac1{C-1}\sum_{k\ne y}z_k^2", summary="CE plus the average squared wrong-class logit")
+register(rescaled_square_loss, module=RescaledSquareLoss, chapter=_CH, section="sec-classification-square",
+         inputs="logits", output_range=_POS, properties={"convex", "nonnegative"}, gradient="exact",
+         reference=_ref_rescaled_square, reference_name="float64 numpy rescaled square loss",
+         sample=_logits_sample(k=2.0, M=3.0), extreme=_extreme_logits(k=1.0, M=1.0),
+         errors=(_LABEL_ERR, ErrorCase("k <= 0", _bad_kwarg(k=0.0), ValueError, r"k must be a finite number > 0")),
+         formula=r"\frac1C[k(z_y-M)^2+\sum_{k'\ne y}z_{k'}^2]", summary="square loss on the logits (Hui & Belkin)")
+register(ldr_kl_loss, module=LDRKLLoss, chapter=_CH, section="sec-classification-ldr", inputs="logits",
+         output_range=_REAL, properties={"convex"}, gradient="exact", reference=_ref_ldr_kl,
+         reference_name="float64 scipy λ·logmeanexp(margins/λ)", sample=_logits_sample(lam=0.7, margin=1.0),
+         extreme=_extreme_logits(lam=0.1, margin=1.0),
+         errors=(_LABEL_ERR, ErrorCase("lam <= 0", _bad_kwarg(lam=0.0), ValueError, r"lam must be a finite number > 0"),
+                 ErrorCase("unknown transform", _bad_kwarg(logit_transform="relu"), ValueError,
+                           r"logit_transform must be None or 'softplus_mean'")),
+         formula=r"\lambda\log\frac1C\sum_k e^{(\delta_{k,y}+z_k-z_y)/\lambda}",
+         summary="DRO over label distributions; temperature CE ↔ Crammer–Singer hinge")
+register(crammer_singer_loss, module=CrammerSingerLoss, chapter=_CH, section="sec-classification-ldr",
+         inputs="logits", output_range=_POS, properties={"convex", "nonnegative"}, gradient="subgradient",
+         reference=_ref_crammer_singer, reference_name="float64 numpy max(0, max_{k≠y}(c+z_k-z_y))",
+         sample=_logits_sample(margin=1.0), extreme=_extreme_logits(margin=1.0), errors=(_LABEL_ERR, _DTYPE_ERR),
+         formula=r"\max(0,\max_{k\ne y}(c+z_k-z_y))", summary="multiclass SVM hinge (Crammer–Singer)")
+register(weston_watkins_loss, module=WestonWatkinsLoss, chapter=_CH, section="sec-classification-ldr",
+         inputs="logits", output_range=_POS, properties={"convex", "nonnegative"}, gradient="subgradient",
+         reference=_ref_weston_watkins, reference_name="float64 numpy Σ_{k≠y} max(0, c+z_k-z_y)",
+         sample=_logits_sample(margin=1.0), extreme=_extreme_logits(margin=1.0), errors=(_LABEL_ERR, _DTYPE_ERR),
+         formula=r"\sum_{k\ne y}\max(0,c+z_k-z_y)", summary="multiclass SVM hinge (Weston–Watkins)")
+register(logit_adjusted_cross_entropy, module=LogitAdjustedCrossEntropyLoss, chapter=_CH,
+         section="sec-classification-la", inputs="logits", output_range=_POS, properties={"convex", "nonnegative"},
+         gradient="exact", reference=_ref_la_ce, reference_name="float64 scipy CE of z + τ log π",
+         sample=_la_sample(tau=1.0), extreme=_la_extreme,
+         errors=(_LABEL_ERR,
+                 ErrorCase("non-positive prior", lambda s: Sample(s.args, {**s.kwargs, "class_prior": -s.kwargs["class_prior"]}),
+                           ValueError, r"class_prior must be positive"),
+                 ErrorCase("prior of the wrong length",
+                           lambda s: Sample(s.args, {**s.kwargs, "class_prior": s.kwargs["class_prior"][:2]}),
+                           ValueError, r"class_prior must have shape \(C,\)")),
+         formula=r"-\log\mathrm{softmax}(z+\tau\log\pi)_y", summary="CE with prior-shifted logits; balanced-error consistent")
+
+
+# --------------------------------------------------------------------------- large vocabularies
+# Cross-entropy of a linear layer over a large vocabulary. Written naively,
+# F.cross_entropy(hidden @ weight.T, target) materialises the (N, V) logits, their
+# log-softmax and their gradient: 1 GiB per copy in float32 at N = 8192, V = 32768.
+# linear_cross_entropy keeps only the per-row log-partition log Z_i in forward and
+# recomputes each (chunk, V) block of logits in backward: one extra matrix product
+# in exchange for O(N·V) memory.
+
+# One block of logits holds about this many elements (64 MiB in float32).
+_CHUNK_ELEMENTS = 1 << 24
+
+
+def default_chunk_size(n: int, vocab: int) -> int:
+    """Rows per block: about ``2**24`` logits per block, at least 1, at most ``n``."""
+    return max(1, min(max(n, 1), _CHUNK_ELEMENTS // max(vocab, 1)))
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float32 if dtype in HALF_DTYPES else dtype
+
+
+def _block_logits(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+    h, w = h.to(dtype), weight.to(dtype)
+    if bias is None:
+        return h @ w.T
+    return torch.addmm(bias.to(dtype), h, w.T)
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Row-chunked forward; backward recomputes each block of logits (nothing ``(N, V)`` is saved)."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, target, ignore_index, label_smoothing, chunk):  # type: ignore[override]
+        n, vocab = hidden.shape[0], weight.shape[0]
+        cdt = _compute_dtype(hidden.dtype)
+        valid = target != ignore_index
+        safe = torch.where(valid, target, torch.zeros_like(target))
+        loss = torch.empty(n, dtype=cdt, device=hidden.device)
+        lse = torch.empty(n, dtype=cdt, device=hidden.device)
+        eps = float(label_smoothing)
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            z = _block_logits(hidden[start:stop], weight, bias, cdt)
+            lse_c = torch.logsumexp(z, dim=1)
+            z_y = z.gather(1, safe[start:stop, None]).squeeze(1)
+            row = lse_c - (1.0 - eps) * z_y
+            if eps:
+                row = row - eps * z.mean(dim=1)
+            lse[start:stop] = lse_c
+            loss[start:stop] = row
+        loss = torch.where(valid, loss, torch.zeros_like(loss))
+        ctx.save_for_backward(hidden, weight, bias, safe, valid, lse)
+        ctx.eps, ctx.chunk, ctx.has_bias = eps, chunk, bias is not None
+        return loss
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_loss):  # type: ignore[override]
+        hidden, weight, bias, safe, valid, lse = ctx.saved_tensors
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        n, vocab = hidden.shape[0], weight.shape[0]
+        cdt = lse.dtype
+        eps, chunk = ctx.eps, ctx.chunk
+        # Per-row upstream gradient; ignored rows get zero.
+        g = torch.where(valid, grad_loss.to(cdt), torch.zeros((), dtype=cdt, device=lse.device))
+        grad_h = torch.empty_like(hidden) if need_h else None
+        grad_w = torch.zeros(weight.shape, dtype=cdt, device=weight.device) if need_w else None
+        grad_b = torch.zeros(vocab, dtype=cdt, device=weight.device) if (need_b and bias is not None) else None
+        w = weight.to(cdt)
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            h = hidden[start:stop].to(cdt)
+            # dℓ/dz = softmax(z) - (1-ε) e_y - ε/V, scaled by the upstream gradient of the row.
+            dz = _block_logits(h, w, bias, cdt)
+            dz.sub_(lse[start:stop, None]).exp_()
+            dz.scatter_add_(1, safe[start:stop, None],
+                            torch.full((stop - start, 1), -(1.0 - eps), dtype=cdt, device=dz.device))
+            if eps:
+                dz.sub_(eps / vocab)
+            dz.mul_(g[start:stop, None])
+            if grad_h is not None:
+                grad_h[start:stop] = dz @ w
+            if grad_w is not None:
+                grad_w.addmm_(dz.T, h)
+            if grad_b is not None:
+                grad_b.add_(dz.sum(dim=0))
+        grad_w = None if grad_w is None else grad_w.to(weight.dtype)
+        grad_b = None if grad_b is None else grad_b.to(bias.dtype)
+        return grad_h, grad_w, grad_b, None, None, None, None
+
+
+def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, *,
+                         bias: torch.Tensor | None = None, ignore_index: int = -100, label_smoothing: float = 0.0,
+                         reduction: str = "mean", chunk_size: int | None = None) -> torch.Tensor:
+    r"""Cross-entropy of the logits ``hidden @ weight.T + bias``, without materialising them.
+
+    .. math::
+        \ell_i = -\sum_k q_{ik}\log\mathrm{softmax}(W h_i + b)_k, \qquad
+        q_i = (1-\epsilon)\,e_{y_i} + \epsilon/V
+
+    Equal to ``F.cross_entropy(hidden @ weight.T + bias, target, ...)`` (same
+    ``ignore_index`` and ``label_smoothing`` semantics, the mean is over the rows
+    that are not ignored), but computed in blocks of ``chunk_size`` rows: the
+    forward pass keeps one ``(chunk_size, V)`` block of logits at a time and saves
+    only the per-row log-partition :math:`\log Z_i`; the backward pass recomputes
+    each block from ``hidden`` and ``weight`` and accumulates
+    :math:`\partial\ell/\partial z = \mathrm{softmax}(z) - q` into the gradients of
+    ``hidden``, ``weight`` and ``bias``. Peak extra memory is
+    ``O(chunk_size · V + V · D)`` instead of ``O(N · V)``; the price is one extra
+    ``(N, D) × (D, V)`` product in the backward pass. The result does not depend
+    on ``chunk_size`` (up to float rounding). Half-precision inputs are computed
+    in float32 block by block. An all-ignored batch gives 0 for ``"mean"``
+    (lossbook's empty-batch convention; torch gives ``nan``).
+
+    Args:
+        hidden: hidden states ``(..., D)``.
+        weight: output projection ``(V, D)`` (e.g. the tied embedding matrix).
+        target: class indices ``(...)`` (the leading shape of ``hidden``), dtype int64.
+        bias: optional ``(V,)``.
+        ignore_index: rows whose target equals it contribute nothing.
+        label_smoothing: :math:`\epsilon\in[0, 1]`.
+        reduction: ``"none"`` (shape of ``target``) | ``"mean"`` | ``"sum"``.
+        chunk_size: rows per block; default about :math:`2^{24}/V` (64 MiB of float32 logits).
+
+    Reference: the chunked, recompute-in-backward scheme of memory-efficient
+    large-vocabulary losses, e.g. Wijmans et al. (2025), *Cut Your Losses in
+    Large-Vocabulary Language Models* (which also chunks the vocabulary and
+    fuses the blocks into one kernel); this is the row-chunked PyTorch version.
+
+    Example:
+        >>> h = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+        >>> w = torch.tensor([[2.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+        >>> linear_cross_entropy(h, w, torch.tensor([0, 1]))
+        tensor(0.6691)
+    """
+    V.check_floating(hidden, "hidden")
+    V.check_floating(weight, "weight")
+    V.check_same_device(hidden=hidden, weight=weight, target=target, bias=bias)
+    check_reduction(reduction)
+    if weight.dim() != 2:
+        raise ValueError(f"weight must have shape (V, D), got {tuple(weight.shape)}")
+    if hidden.dim() < 1 or hidden.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"hidden must have shape (..., D) with D = weight.shape[1] = {weight.shape[1]}, got {tuple(hidden.shape)}"
+        )
+    if hidden.dtype != weight.dtype:
+        raise TypeError(f"hidden and weight must have the same dtype, got {hidden.dtype} and {weight.dtype}; "
+                        "cast one of them")
+    if tuple(target.shape) != tuple(hidden.shape[:-1]):
+        raise ValueError(f"target must have the leading shape of hidden {tuple(hidden.shape[:-1])}, "
+                         f"got {tuple(target.shape)}")
+    vocab = weight.shape[0]
+    V.check_class_target(target, vocab, ignore_index)
+    if bias is not None:
+        V.check_floating(bias, "bias")
+        if tuple(bias.shape) != (vocab,):
+            raise ValueError(f"bias must have shape (V,) = ({vocab},), got {tuple(bias.shape)}")
+    if not (isinstance(label_smoothing, (int, float)) and 0.0 <= label_smoothing <= 1.0):
+        raise ValueError(f"label_smoothing must lie in [0, 1], got {label_smoothing!r}")
+    if chunk_size is not None and not (isinstance(chunk_size, int) and chunk_size >= 1):
+        raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+
+    h2 = hidden.reshape(-1, hidden.shape[-1])
+    t = target.reshape(-1)
+    n = h2.shape[0]
+    chunk = chunk_size if chunk_size is not None else default_chunk_size(n, vocab)
+    if n == 0:
+        out = hidden.sum() * 0.0 + weight.sum() * 0.0
+        return out.new_zeros(target.shape) if reduction == "none" else out
+    rows = _LinearCrossEntropy.apply(h2, weight, bias, t, int(ignore_index), float(label_smoothing), chunk)
+    if reduction == "none":
+        return rows.reshape(target.shape).to(hidden.dtype)
+    total = rows.sum()
+    if reduction == "sum":
+        return total.to(hidden.dtype)
+    count = (t != ignore_index).sum()
+    return (total / count.clamp(min=1)).to(hidden.dtype)
+
+
+LinearCrossEntropyLoss = module_twin(linear_cross_entropy, "LinearCrossEntropyLoss")
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def _ref_linear_ce(hidden, weight, target, *, bias=None, ignore_index=-100, label_smoothing=0.0, chunk_size=None):
+    """The naive float64 version: materialise the logits, then torch's cross-entropy."""
+    h, w = hidden.detach().double(), weight.detach().double()
+    z = h @ w.T + (0.0 if bias is None else bias.detach().double())
+    return F.cross_entropy(z, target, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction="none")
+
+
+def _sample(**kwargs):
+    def sample(g: torch.Generator, dtype: torch.dtype, device: torch.device) -> Sample:
+        n, d, v = 6, 5, 7
+        h = torch.randn(n, d, generator=g, dtype=torch.float64)
+        w = torch.randn(v, d, generator=g, dtype=torch.float64) / math.sqrt(d)
+        b = torch.randn(v, generator=g, dtype=torch.float64) * 0.1
+        y = torch.randint(0, v, (n,), generator=g)
+        kw = dict(kwargs)
+        kw["bias"] = b.to(dtype).to(device)
+        return Sample((h.to(dtype).to(device), w.to(dtype).to(device), y.to(device)), kw, grad_args=(0, 1))
+    return sample
+
+
+def _extreme(g: torch.Generator, dtype: torch.dtype, device: torch.device) -> Sample:
+    h = torch.tensor([[300.0, -300.0], [-300.0, 300.0], [0.0, 0.0]], dtype=dtype, device=device)
+    w = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]], dtype=dtype, device=device)
+    return Sample((h, w, torch.tensor([1, 0, 2], device=device)), {"label_smoothing": 0.1}, grad_args=(0, 1))
+
+
+def _bad(**kw):
+    return lambda s: Sample(s.args, {**s.kwargs, **kw}, s.grad_args)
+
+
+register(linear_cross_entropy, module=LinearCrossEntropyLoss, chapter="classification",
+         section="sec-classification-ce", inputs="hidden", output_range=(0.0, math.inf),
+         properties={"nonnegative"}, gradient="exact", reference=_ref_linear_ce,
+         reference_name="float64 F.cross_entropy(hidden @ weight.T + bias) (naive, materialised)",
+         sample=_sample(label_smoothing=0.1, chunk_size=4), extreme=_extreme,
+         errors=(ErrorCase("label out of range", lambda s: Sample((s.args[0], s.args[1], s.args[2] + 100), s.kwargs),
+                           ValueError, r"target class indices must lie in \[0, 6\]"),
+                 ErrorCase("smoothing outside [0, 1]", _bad(label_smoothing=1.5), ValueError,
+                           r"label_smoothing must lie in \[0, 1\]"),
+                 ErrorCase("bad chunk size", _bad(chunk_size=0), ValueError, r"chunk_size must be an integer >= 1"),
+                 ErrorCase("hidden/weight width mismatch",
+                           lambda s: Sample((s.args[0][:, :-1], s.args[1], s.args[2]), s.kwargs),
+                           ValueError, r"hidden must have shape \(\.\.\., D\)")),
+         formula=r"-\sum_k q_k\log\mathrm{softmax}(Wh+b)_k", rtol=1e-6, atol=1e-8,
+         summary="cross-entropy of a linear layer, chunked: never materialises the (N, V) logits")

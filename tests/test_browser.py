@@ -1,0 +1,125 @@
+"""The built web book, opened in headless Chromium (Debian's chromium + chromium-driver).
+
+Run after the book is built (``python3 tools/dev.py test-browser`` does both).
+Checks that math rendered (MathJax output present, no raw TeX delimiters left),
+every figure loaded, the book's own files logged no console errors, and no
+page loads anything from another host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import pathlib
+import shutil
+import tempfile
+import threading
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+HTML = ROOT / "_build" / "html"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+PAGES = ["book/regression.html", "book/api.html", "index.html"]
+
+if not (CHROMIUM and CHROMEDRIVER):
+    pytest.skip("Debian's chromium and chromium-driver are not installed (.ci/run installs them with apt-get)",
+                allow_module_level=True)
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is a test extra")
+
+
+@pytest.fixture(scope="module")
+def server():
+    if not (HTML / "index.html").exists():
+        pytest.fail("the book is not built: run `python3 tools/dev.py book` first")
+    handler = functools.partial(QuietHandler, directory=str(HTML))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest output readable
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    opts = Options()
+    opts.binary_location = CHROMIUM
+    profile = tempfile.mkdtemp(prefix="lossbook-chromium-")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic",
+                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1280,1600"):
+        opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.set_script_timeout(60)
+    yield driver
+    driver.quit()
+    with contextlib.suppress(OSError):
+        shutil.rmtree(profile)
+
+
+def load(browser, server, page):
+    browser.get(f"{server}/{page}")
+    # wait for MathJax's first typeset pass (when the page has math)
+    browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "if (window.MathJax && MathJax.startup && MathJax.startup.promise) {"
+        "  MathJax.startup.promise.then(() => done(true), () => done(false));"
+        "} else { done(null); }"
+    )
+    browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "Promise.all([...document.images].map(i => i.complete ? 1 : new Promise(r => { i.onload = i.onerror = r; })))"
+        ".then(() => done(true));"
+    )
+
+
+def test_regression_chapter_math_is_rendered(browser, server):
+    load(browser, server, "book/regression.html")
+    rendered = browser.execute_script("return document.querySelectorAll('mjx-container').length")
+    assert rendered >= 50, f"only {rendered} formulas rendered by MathJax"
+    leftovers = browser.execute_script(
+        "const c = document.querySelector('main').cloneNode(true);"
+        "c.querySelectorAll('pre, code, script, .highlight').forEach(e => e.remove());"
+        "const t = c.textContent;"
+        "return ['\\\\(', '\\\\)', '\\\\[', '\\\\]', '$$'].filter(d => t.includes(d));"
+    )
+    assert leftovers == [], f"raw TeX delimiters left on the page: {leftovers}"
+
+
+def test_regression_chapter_figures_load(browser, server):
+    load(browser, server, "book/regression.html")
+    images = browser.execute_script(
+        "return [...document.querySelectorAll('main img')].map(i => [i.src.slice(0, 60), i.complete, i.naturalWidth])"
+    )
+    figures = [img for img in images if img[0].startswith("data:image") or "_images" in img[0]]
+    assert len(figures) >= 5, f"expected the chapter's figures, found {images}"
+    broken = [img for img in images if not img[1] or img[2] == 0]
+    assert broken == [], f"images that did not load: {broken}"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_no_console_errors_and_nothing_from_other_hosts(browser, server, page):
+    browser.get_log("browser")  # drop what earlier pages logged
+    load(browser, server, page)
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE" and server in e["message"]]
+    assert errors == [], f"console errors from the book's own files on {page}: {errors}"
+    external = browser.execute_script(
+        "return [...document.querySelectorAll('script[src], link[rel=stylesheet][href], img[src]')]"
+        ".map(e => e.src || e.href).filter(u => /^https?:/.test(u) && !u.startsWith(location.origin))"
+    )
+    assert external == [], f"{page} loads files from other hosts: {external}"
+    mathjax = browser.execute_script("return !!(window.MathJax && MathJax.version)")
+    assert mathjax, f"MathJax did not load on {page}"

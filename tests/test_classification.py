@@ -1,0 +1,555 @@
+"""Identities and cross-checks of Chapter 4 (lossbook.classification).
+
+The generic suite (tests/test_generic.py) already checks every registered loss
+against a float64 oracle, gradcheck, reductions, extreme logits, compile, and
+claimed properties. Here: the chapter's identities (plan §4(d)) and peer-library
+cross-checks.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lossbook import classification as C
+from lossbook.classification import LinearCrossEntropyLoss, default_chunk_size, linear_cross_entropy
+from torch.utils._python_dispatch import TorchDispatchMode
+
+
+def logits(n=8, c=5, scale=3.0, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(n, c, generator=g, dtype=torch.float64) * scale).to(dtype), torch.randint(0, c, (n,), generator=g)
+
+
+seeds = st.integers(0, 2**16)
+
+
+# --------------------------------------------------------------------------- cross-entropy
+
+
+@pytest.mark.crosscheck
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.5])
+def test_cross_entropy_matches_torch_with_weights_and_smoothing(smoothing):
+    z, y = logits()
+    w = torch.tensor([1.0, 2.0, 0.5, 3.0, 1.5], dtype=torch.float64)
+    for red in ("none", "mean", "sum"):
+        got = C.cross_entropy(z, y, weight=w, label_smoothing=smoothing, reduction=red)
+        want = F.cross_entropy(z, y, weight=w, label_smoothing=smoothing, reduction=red)
+        torch.testing.assert_close(got, want)
+
+
+def test_cross_entropy_label_smoothing_is_soft_target():
+    z, y = logits()
+    eps = 0.2
+    q = (1 - eps) * F.one_hot(y, 5).double() + eps / 5
+    torch.testing.assert_close(C.cross_entropy(z, y, label_smoothing=eps), C.cross_entropy(z, q))
+
+
+def test_cross_entropy_dense_and_ignore_index():
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(2, 4, 3, 3, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 4, (2, 3, 3), generator=g)
+    y[0, 0, 0] = -100
+    torch.testing.assert_close(C.cross_entropy(z, y), F.cross_entropy(z, y))
+    assert C.cross_entropy(z, y, reduction="none").shape == (2, 3, 3)
+
+
+def test_cross_entropy_empty_batch_is_zero():
+    out = C.cross_entropy(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long))
+    assert float(out) == 0.0
+
+
+# --------------------------------------------------------------------------- focal and its series
+
+
+def test_focal_gamma0_is_cross_entropy():
+    z, y = logits()
+    torch.testing.assert_close(C.focal_loss(z, y, gamma=0.0, reduction="none"), F.cross_entropy(z, y, reduction="none"))
+
+
+@settings(max_examples=25, deadline=None)
+@given(seeds, st.floats(0.0, 4.0))
+def test_focal_equals_its_series(seed, gamma):
+    # -(1-p)^γ log p = Σ_j (1-p)^(j+γ)/j, truncated where p_t >= 0.05 converges quickly.
+    z, y = logits(scale=1.0, seed=seed)
+    pt = F.softmax(z, -1).gather(1, y[:, None]).squeeze(1)
+    keep = pt >= 0.05
+    series = sum((1 - pt) ** (j + gamma) / j for j in range(1, 400))
+    torch.testing.assert_close(C.focal_loss(z, y, gamma=gamma, reduction="none")[keep], series[keep], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.25, 0.5, 1.0, 2.0, 5.0])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_focal_saturated_logits_have_finite_gradients(gamma, dtype):
+    z = torch.tensor([[50.0, -50.0, 0.0], [1e4, -1e4, 0.0], [-60.0, 60.0, 0.0]], dtype=dtype).requires_grad_()
+    y = torch.tensor([0, 0, 0])
+    out = C.focal_loss(z, y, gamma=gamma, reduction="sum")
+    out.backward()
+    assert torch.isfinite(out) and torch.isfinite(z.grad).all()
+    # the confidently right sample contributes (essentially) no gradient
+    assert z.grad[1].abs().max() < 1e-3
+
+
+def test_log1m_softmax_matches_float64_direct_formula():
+    z, _ = logits(scale=4.0)
+    want = torch.log1p(-F.softmax(z, -1))
+    torch.testing.assert_close(C.log1m_softmax(z), want)
+    # and stays accurate where 1 - p underflows in float32
+    z32 = torch.tensor([[30.0, 0.0, 0.0]])
+    got = C.log1m_softmax(z32)[0, 0]
+    torch.testing.assert_close(got, torch.tensor(math.log(2.0) - 30.0), rtol=1e-6, atol=1e-6)
+
+
+def test_focal_alpha_semantics():
+    z, y = logits()
+    base = C.focal_loss(z, y, gamma=2.0, reduction="none")
+    torch.testing.assert_close(C.focal_loss(z, y, gamma=2.0, alpha=0.25, reduction="none"), 0.25 * base)
+    a = torch.arange(1, 6, dtype=torch.float64)
+    torch.testing.assert_close(C.focal_loss(z, y, gamma=2.0, alpha=a, reduction="none"), a[y] * base)
+
+
+def test_focal_soft_targets_reduce_to_index_targets():
+    z, y = logits()
+    torch.testing.assert_close(C.focal_loss(z, F.one_hot(y, 5).double(), gamma=1.5), C.focal_loss(z, y, gamma=1.5))
+
+
+@pytest.mark.crosscheck
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_focal_matches_kornia(gamma):
+    kornia = pytest.importorskip("kornia", reason="kornia is a test extra")
+    z, y = logits()
+    # kornia's "none" keeps the class axis (zeros off-target); its scalar alpha weighs class 0 by 1 - alpha
+    # (a background convention), so we compare without alpha and with per-class weights.
+    want = kornia.losses.focal_loss(z, y, alpha=None, gamma=gamma, reduction="none").sum(1)
+    torch.testing.assert_close(C.focal_loss(z, y, gamma=gamma, reduction="none"), want)
+    w = torch.tensor([1.0, 0.5, 2.0, 1.0, 0.25], dtype=torch.float64)
+    want_w = kornia.losses.focal_loss(z, y, alpha=None, gamma=gamma, reduction="none", weight=w).sum(1)
+    torch.testing.assert_close(C.focal_loss(z, y, gamma=gamma, alpha=w, reduction="none"), want_w)
+
+
+@pytest.mark.crosscheck
+def test_sigmoid_focal_matches_torchvision():
+    ops = pytest.importorskip("torchvision.ops", reason="torchvision does not import next to the CPU torch build here")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 4, generator=g, dtype=torch.float64) * 3
+    t = (torch.rand(6, 4, generator=g) > 0.5).double()
+    torch.testing.assert_close(C.sigmoid_focal_loss(x, t, reduction="none"),
+                               ops.sigmoid_focal_loss(x, t, alpha=0.25, gamma=2, reduction="none"))
+
+
+@pytest.mark.crosscheck
+def test_sigmoid_focal_gamma0_no_alpha_is_bce_with_logits():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 4, generator=g, dtype=torch.float64) * 3
+    t = torch.rand(6, 4, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(C.sigmoid_focal_loss(x, t, gamma=0.0, alpha=None, reduction="none"),
+                               F.binary_cross_entropy_with_logits(x, t, reduction="none"))
+
+
+def test_sigmoid_focal_soft_target_matches_formula():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 4, generator=g, dtype=torch.float64) * 3
+    t = torch.rand(6, 4, generator=g, dtype=torch.float64)
+    p = torch.sigmoid(x)
+    pt = p * t + (1 - p) * (1 - t)
+    want = (0.3 * t + 0.7 * (1 - t)) * (1 - pt) ** 1.5 * F.binary_cross_entropy_with_logits(x, t, reduction="none")
+    torch.testing.assert_close(C.sigmoid_focal_loss(x, t, gamma=1.5, alpha=0.3, reduction="none"), want)
+
+
+# --------------------------------------------------------------------------- PolyLoss
+
+
+def test_poly1_eps0_is_cross_entropy():
+    z, y = logits()
+    torch.testing.assert_close(C.poly1_loss(z, y, epsilon=0.0, reduction="none"), F.cross_entropy(z, y, reduction="none"))
+
+
+@settings(max_examples=25, deadline=None)
+@given(seeds, st.integers(1, 6))
+def test_poly_minus_first_terms_is_ce_tail(seed, n):
+    # ε_j = -1/j for j <= N removes the first N terms of the CE series Σ_j (1-p)^j / j.
+    z, y = logits(scale=1.0, seed=seed)
+    pt = F.softmax(z, -1).gather(1, y[:, None]).squeeze(1)
+    got = C.poly_loss(z, y, epsilons=[-1.0 / j for j in range(1, n + 1)], reduction="none")
+    ce = F.cross_entropy(z, y, reduction="none")
+    torch.testing.assert_close(got, ce - sum((1 - pt) ** j / j for j in range(1, n + 1)))
+    keep = pt >= 0.05
+    tail = sum((1 - pt) ** j / j for j in range(n + 1, 600))
+    torch.testing.assert_close(got[keep], tail[keep], rtol=1e-6, atol=1e-6)
+
+
+def test_poly1_soft_targets_match_paper_formula():
+    z, y = logits()
+    q = 0.9 * F.one_hot(y, 5).double() + 0.1 / 5
+    pt = (q * F.softmax(z, -1)).sum(1)
+    want = -(q * F.log_softmax(z, -1)).sum(1) + 2.0 * (1 - pt)
+    torch.testing.assert_close(C.poly1_loss(z, q, epsilon=2.0, reduction="none"), want)
+
+
+def test_poly1_focal_reduces_to_focal_and_poly1():
+    z, y = logits()
+    torch.testing.assert_close(C.poly1_focal_loss(z, y, epsilon=0.0, gamma=2.0), C.focal_loss(z, y, gamma=2.0))
+    torch.testing.assert_close(C.poly1_focal_loss(z, y, epsilon=1.5, gamma=0.0), C.poly1_loss(z, y, epsilon=1.5))
+
+
+# --------------------------------------------------------------------------- squentropy and square loss
+
+
+def test_squentropy_is_ce_when_off_target_logits_are_zero():
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 5, (8,), generator=g)
+    z = F.one_hot(y, 5).double() * torch.randn(8, 1, generator=g, dtype=torch.float64) * 3
+    torch.testing.assert_close(C.squentropy_loss(z, y, reduction="none"), F.cross_entropy(z, y, reduction="none"))
+
+
+def test_squentropy_gradient_formula():
+    z, y = logits()
+    z.requires_grad_(True)
+    C.squentropy_loss(z, y, reduction="sum").backward()
+    want = F.softmax(z.detach(), -1) + 2 * z.detach() / 4
+    off = F.one_hot(y, 5) == 0
+    torch.testing.assert_close(z.grad[off], want[off])
+
+
+def test_rescaled_square_loss_is_square_loss_when_k1():
+    z, y = logits()
+    want = ((z - 2.0 * F.one_hot(y, 5)) ** 2).mean(1)
+    torch.testing.assert_close(C.rescaled_square_loss(z, y, k=1.0, M=2.0, reduction="none"), want)
+
+
+# --------------------------------------------------------------------------- LDR family and hinges
+
+
+@settings(max_examples=25, deadline=None)
+@given(seeds, st.floats(0.1, 10.0))
+def test_ldr_margin0_is_temperature_scaled_ce(seed, lam):
+    z, y = logits(seed=seed)
+    want = lam * (F.cross_entropy(z / lam, y, reduction="none") - math.log(5))
+    torch.testing.assert_close(C.ldr_kl_loss(z, y, lam=lam, margin=0.0, reduction="none"), want)
+
+
+@pytest.mark.parametrize("margin", [0.0, 1.0, 2.5])
+def test_ldr_limits(margin):
+    z, y = logits()
+    cs = C.crammer_singer_loss(z, y, margin=margin, reduction="none")
+    small = C.ldr_kl_loss(z, y, lam=1e-4, margin=margin, reduction="none")
+    # λ → 0: within λ log C of max(0, max_k≠y ...) — the max includes k = y (value 0)
+    assert ((small - cs).abs() <= 1e-4 * math.log(5) + 1e-12).all()
+    big = C.ldr_kl_loss(z, y, lam=1e6, margin=margin, reduction="none")
+    mean = (z - z.gather(1, y[:, None]) + margin * (F.one_hot(y, 5) == 0)).mean(1)
+    torch.testing.assert_close(big, mean, rtol=1e-4, atol=1e-4)
+
+
+def test_ldr_softplus_mean_transform():
+    z, y = logits()
+    sp = F.softplus(z)
+    zt = sp / sp.mean(1, keepdim=True)
+    torch.testing.assert_close(C.ldr_kl_loss(z, y, lam=0.5, margin=1.0, logit_transform="softplus_mean"),
+                               C.ldr_kl_loss(zt, y, lam=0.5, margin=1.0))
+
+
+@pytest.mark.crosscheck
+def test_crammer_singer_matches_sklearn_hinge():
+    from sklearn.metrics import hinge_loss
+    z, y = logits(n=30)
+    want = hinge_loss(y.numpy(), z.numpy(), labels=list(range(5)))
+    torch.testing.assert_close(C.crammer_singer_loss(z, y, margin=1.0), torch.tensor(want, dtype=torch.float64))
+    # and LDR-KL at λ = 1e-4 within λ log C of it
+    assert abs(float(C.ldr_kl_loss(z, y, lam=1e-4, margin=1.0)) - want) <= 1e-4 * math.log(5) + 1e-12
+
+
+@pytest.mark.crosscheck
+@pytest.mark.parametrize("margin", [1.0, 0.3])
+def test_weston_watkins_matches_multi_margin_loss(margin):
+    z, y = logits()
+    want = F.multi_margin_loss(z, y, p=1, margin=margin, reduction="none")
+    torch.testing.assert_close(C.weston_watkins_loss(z, y, margin=margin, reduction="none") / 5, want)
+
+
+# --------------------------------------------------------------------------- logit adjustment
+
+
+def test_logit_adjustment_tau0_is_ce_and_counts_equal_prior():
+    z, y = logits()
+    counts = torch.tensor([100.0, 50.0, 20.0, 10.0, 5.0], dtype=torch.float64)
+    torch.testing.assert_close(C.logit_adjusted_cross_entropy(z, y, class_prior=counts, tau=0.0), F.cross_entropy(z, y))
+    torch.testing.assert_close(C.logit_adjusted_cross_entropy(z, y, class_prior=counts),
+                               C.logit_adjusted_cross_entropy(z, y, class_prior=counts / counts.sum()))
+
+
+def test_logit_adjustment_population_minimiser_is_balanced_bayes():
+    # Minimising E_y~p[LA-CE(z, y)] over z gives softmax(z + log π) = p, i.e. z = log p - log π + const:
+    # its argmax is the balanced-error Bayes rule argmax p(y|x)/π_y.
+    p = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+    prior = torch.tensor([0.7, 0.2, 0.1], dtype=torch.float64)
+    z = torch.zeros(1, 3, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([z], max_iter=500, tolerance_grad=1e-12, tolerance_change=1e-14, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = sum(p[k] * C.logit_adjusted_cross_entropy(z, torch.tensor([k]), class_prior=prior) for k in range(3))
+        loss.backward()
+        return loss
+    opt.step(closure)
+    want = p.log() - prior.log()
+    torch.testing.assert_close(z.detach()[0] - z.detach()[0].mean(), want - want.mean(), rtol=1e-5, atol=1e-6)
+    assert int(z.argmax()) == int((p / prior).argmax()) == 2
+
+
+def test_posthoc_adjustment_shifts_by_log_prior():
+    z, _ = logits()
+    prior = torch.tensor([0.4, 0.3, 0.15, 0.1, 0.05], dtype=torch.float64)
+    torch.testing.assert_close(C.posthoc_logit_adjust(z, prior, tau=0.5), z - 0.5 * prior.log())
+    dense = torch.randn(2, 5, 3, dtype=torch.float64)
+    torch.testing.assert_close(C.posthoc_logit_adjust(dense, prior), dense - prior.log()[None, :, None])
+
+
+# --------------------------------------------------------------------------- shared contract
+
+
+@pytest.mark.parametrize("fn", [C.focal_loss, C.poly1_loss, C.squentropy_loss, C.ldr_kl_loss, C.weston_watkins_loss])
+def test_dense_inputs_match_flattened(fn):
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(2, 4, 3, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 4, (2, 3), generator=g)
+    dense = fn(z, y, reduction="none")
+    flat = fn(z.movedim(1, -1).reshape(-1, 4), y.reshape(-1), reduction="none")
+    assert dense.shape == (2, 3)
+    torch.testing.assert_close(dense.reshape(-1), flat)
+
+
+def test_target_shape_errors_name_the_expected_shape():
+    with pytest.raises(ValueError, match=r"class-index target must have shape \(3,\)"):
+        C.focal_loss(torch.zeros(3, 4), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"input must have shape \(N, C\)"):
+        C.poly1_loss(torch.zeros(4), torch.zeros(4, dtype=torch.long))
+
+
+# --------------------------------------------------------------------------- linear_cross_entropy
+# Equal to the naive materialised version, chunk-invariant, and O(chunk·V) memory.
+
+
+
+def make(n=37, d=16, v=53, dtype=torch.float32, seed=0, bias=True, ignore=0):
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(n, d, generator=g, dtype=torch.float64).to(dtype)
+    w = (torch.randn(v, d, generator=g, dtype=torch.float64) / d**0.5).to(dtype)
+    b = (torch.randn(v, generator=g, dtype=torch.float64) * 0.1).to(dtype) if bias else None
+    y = torch.randint(0, v, (n,), generator=g)
+    if ignore:
+        y[torch.randperm(n, generator=g)[:ignore]] = -100
+    return h, w, b, y
+
+
+def naive(h, w, y, b=None, **kw):
+    z = h @ w.T
+    if b is not None:
+        z = z + b
+    return F.cross_entropy(z, y, **kw)
+
+
+def leaves(*ts):
+    return [None if t is None else t.detach().clone().requires_grad_(True) for t in ts]
+
+
+def grads_of(loss_fn, h, w, b, y, upstream=None, **kw):
+    h, w, b = leaves(h, w, b)
+    out = loss_fn(h, w, y, b=b, **kw) if loss_fn is naive else loss_fn(h, w, y, bias=b, **kw)
+    (out * upstream if upstream is not None else out).sum().backward()
+    return out.detach(), h.grad, w.grad, None if b is None else b.grad
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("ignore", [0, 5], ids=["all", "ignored"])
+def test_values_and_grads_match_naive_float32(reduction, smoothing, with_bias, ignore):
+    h, w, b, y = make(bias=with_bias, ignore=ignore)
+    upstream = torch.rand(y.shape, generator=torch.Generator().manual_seed(9)) if reduction == "none" else None
+    kw = dict(reduction=reduction, label_smoothing=smoothing)
+    got = grads_of(linear_cross_entropy, h, w, b, y, upstream, chunk_size=8, **kw)
+    want = grads_of(naive, h, w, b, y, upstream, **kw)
+    for g, t in zip(got, want):
+        if t is None:
+            assert g is None
+            continue
+        assert g.dtype == torch.float32
+        torch.testing.assert_close(g, t, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_float64_matches_naive_tightly(reduction):
+    h, w, b, y = make(dtype=torch.float64, ignore=3)
+    got = grads_of(linear_cross_entropy, h, w, b, y, chunk_size=5, reduction=reduction, label_smoothing=0.1)
+    want = grads_of(naive, h, w, b, y, reduction=reduction, label_smoothing=0.1)
+    for g, t in zip(got, want):
+        torch.testing.assert_close(g, t, rtol=1e-12, atol=1e-12)
+
+
+def test_gradcheck_with_bias_and_ignored_rows():
+    h, w, b, y = make(n=7, d=3, v=5, dtype=torch.float64, ignore=2)
+    h, w, b = leaves(h, w, b)
+    f = lambda h, w, b: linear_cross_entropy(h, w, y, bias=b, label_smoothing=0.3, reduction="none",  # noqa: E731
+                                             chunk_size=3)
+    assert torch.autograd.gradcheck(f, (h, w, b))
+
+
+def test_leading_dimensions_are_kept():
+    h, w, b, y = make(n=24)
+    h3, y3 = h.reshape(2, 3, 4, -1), y.reshape(2, 3, 4)
+    out = linear_cross_entropy(h3, w, y3, bias=b, reduction="none", chunk_size=7)
+    assert out.shape == (2, 3, 4)
+    torch.testing.assert_close(out.reshape(-1), naive(h, w, y, b, reduction="none"), rtol=1e-5, atol=1e-6)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 40), v=st.integers(2, 30), chunk=st.integers(1, 50), seed=st.integers(0, 2**16),
+       smoothing=st.sampled_from([0.0, 0.1]), reduction=st.sampled_from(["none", "mean", "sum"]))
+def test_chunk_invariance(n, v, chunk, seed, smoothing, reduction):
+    h, w, b, y = make(n=n, d=6, v=v, dtype=torch.float64, seed=seed, ignore=n // 4)
+    kw = dict(reduction=reduction, label_smoothing=smoothing)
+    got = grads_of(linear_cross_entropy, h, w, b, y, chunk_size=chunk, **kw)
+    ref = grads_of(linear_cross_entropy, h, w, b, y, chunk_size=n, **kw)  # one block
+    for g, t in zip(got, ref):
+        torch.testing.assert_close(g, t, rtol=1e-12, atol=1e-12)
+
+
+def test_retain_graph_backward_twice_accumulates_the_same_gradient():
+    h, w, b, y = make(ignore=2)
+    h, w, b = leaves(h, w, b)
+    loss = linear_cross_entropy(h, w, y, bias=b, chunk_size=10, label_smoothing=0.1)
+    loss.backward(retain_graph=True)
+    first = [t.grad.clone() for t in (h, w, b)]
+    loss.backward()
+    for t, g in zip((h, w, b), first):
+        torch.testing.assert_close(t.grad, 2 * g)
+    # and the graph can also be used through autograd.grad with a different upstream gradient
+    loss2 = linear_cross_entropy(h, w, y, bias=b, reduction="none", chunk_size=10)
+    up = torch.arange(y.numel(), dtype=torch.float32)
+    (gh1,) = torch.autograd.grad(loss2, h, up, retain_graph=True)
+    (gh2,) = torch.autograd.grad(loss2, h, 2 * up)
+    torch.testing.assert_close(gh2, 2 * gh1)
+
+
+def test_only_needed_gradients_are_computed():
+    h, w, b, y = make()
+    w = w.clone().requires_grad_(True)
+    linear_cross_entropy(h, w, y, bias=b).backward()  # hidden and bias are constants here
+    assert w.grad is not None and w.grad.shape == w.shape
+
+
+def test_all_ignored_mean_is_zero_with_zero_gradient():
+    h, w, b, y = make(n=4)
+    y = torch.full_like(y, -100)
+    h, w = leaves(h, w)
+    out = linear_cross_entropy(h, w, y, bias=b)
+    assert float(out.detach()) == 0.0
+    out.backward()
+    assert float(h.grad.abs().sum()) == 0.0 and float(w.grad.abs().sum()) == 0.0
+
+
+def test_empty_batch():
+    _, w, b, _ = make()
+    h = torch.zeros(0, w.shape[1], requires_grad=True)
+    y = torch.zeros(0, dtype=torch.long)
+    assert float(linear_cross_entropy(h, w, y)) == 0.0
+    assert linear_cross_entropy(h, w, y, reduction="none").shape == (0,)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_is_computed_in_float32(dtype):
+    h, w, b, y = make()
+    h16, w16, b16 = h.to(dtype), w.to(dtype), b.to(dtype)
+    out = linear_cross_entropy(h16, w16, y, bias=b16, chunk_size=8)
+    assert out.dtype == dtype
+    want = naive(h16.float(), w16.float(), y, b16.float())
+    torch.testing.assert_close(out.float(), want, rtol=1e-2, atol=1e-2)
+    h16, w16 = leaves(h16, w16)
+    linear_cross_entropy(h16, w16, y, chunk_size=8).backward()
+    assert h16.grad.dtype == dtype and w16.grad.dtype == dtype
+
+
+def test_module_twin_matches_function():
+    h, w, b, y = make(ignore=3)
+    m = LinearCrossEntropyLoss(bias=b, label_smoothing=0.1, chunk_size=6)
+    torch.testing.assert_close(m(h, w, y), linear_cross_entropy(h, w, y, bias=b, label_smoothing=0.1))
+    assert "bias" in dict(m.named_buffers())
+
+
+def test_errors_name_the_fix():
+    h, w, b, y = make()
+    with pytest.raises(ValueError, match=r"hidden must have shape \(\.\.\., D\)"):
+        linear_cross_entropy(h[:, :3], w, y)
+    with pytest.raises(ValueError, match="target must have the leading shape"):
+        linear_cross_entropy(h, w, y[:-1])
+    with pytest.raises(TypeError, match="same dtype"):
+        linear_cross_entropy(h.double(), w, y)
+    with pytest.raises(ValueError, match=r"bias must have shape \(V,\)"):
+        linear_cross_entropy(h, w, y, bias=b[:-1])
+    with pytest.raises(ValueError, match="chunk_size must be an integer >= 1"):
+        linear_cross_entropy(h, w, y, chunk_size=0)
+    with pytest.raises(ValueError, match="target class indices must lie in"):
+        linear_cross_entropy(h, w, y + 1000)
+
+
+def test_default_chunk_size():
+    assert default_chunk_size(8192, 32768) == 512
+    assert default_chunk_size(10, 32768) == 10
+    assert default_chunk_size(5, 1 << 30) == 1
+
+
+# --------------------------------------------------------------------------- memory, without timing
+
+
+def test_nothing_of_size_n_by_v_is_saved_for_backward():
+    n, d, v = 64, 8, 512
+    h, w, b, y = make(n=n, d=d, v=v)
+    h, w, b = leaves(h, w, b)
+    saved: list[int] = []
+
+    def pack(t):
+        saved.append(t.numel())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = linear_cross_entropy(h, w, y, bias=b, chunk_size=16)
+    assert saved and max(saved) <= max(n * d, v * d) < n * v
+    # the naive version does save an (N, V) tensor: the check can fail
+    saved.clear()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        naive(h, w, y, b)
+    assert max(saved) >= n * v
+    loss.backward()
+
+
+class _LargestAllocation(TorchDispatchMode):
+    """Records the largest tensor any op returns (forward and backward)."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in torch.utils._pytree.tree_leaves(out):
+            if isinstance(t, torch.Tensor):
+                self.largest = max(self.largest, t.numel())
+        return out
+
+
+def test_largest_tensor_in_forward_and_backward_is_one_block():
+    n, d, v, chunk = 96, 8, 300, 16
+    h, w, b, y = make(n=n, d=d, v=v, ignore=4)
+    h, w, b = leaves(h, w, b)
+    with _LargestAllocation() as mode:
+        linear_cross_entropy(h, w, y, bias=b, chunk_size=chunk, label_smoothing=0.1).backward()
+    assert h.grad is not None and w.grad is not None
+    assert mode.largest <= max(chunk * v, v * d, n * d) < n * v, mode.largest
+    with _LargestAllocation() as mode:
+        naive(h, w, y, b).backward()
+    assert mode.largest >= n * v  # the probe sees the naive logits
