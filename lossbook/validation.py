@@ -102,6 +102,10 @@ def check_class_target(
         )
     if _tracing() or target.numel() == 0:
         return
+    # Fast path: one min/max pass and one host sync; the masked copy only when something is off.
+    lo, hi = torch.stack(torch.aminmax(target)).tolist()
+    if lo >= 0 and hi < num_classes:
+        return
     valid = target if ignore_index is None else target[target != ignore_index]
     if valid.numel() and bool(((valid < 0) | (valid >= num_classes)).any()):
         lo, hi = int(valid.min()), int(valid.max())

@@ -13,9 +13,10 @@ import math
 import pathlib
 import shutil
 
-from docutils import nodes
+from docutils import nodes  # noqa: I001
 from docutils.statemachine import StringList
 from sphinx.util.docutils import SphinxDirective
+from sphinx.util.nodes import nested_parse_with_titles
 
 CHAPTERS = {
     # family module -> (chapter number, title, book page)
@@ -57,14 +58,17 @@ def _specs_by_family():
 
 
 class _RstDirective(SphinxDirective):
+    """Renders the reStructuredText that ``rst()`` generates (used from .rst pages)."""
+
     has_content = False
 
-    def rst(self) -> list[str]:  # pragma: no cover - overridden
-        raise NotImplementedError
+    def rst(self) -> list[str]:
+        return []
 
     def run(self):
-        node = nodes.container()
-        self.state.nested_parse(StringList(self.rst(), source="lossbook-registry"), self.content_offset, node)
+        node = nodes.section()
+        node.document = self.state.document
+        nested_parse_with_titles(self.state, StringList(self.rst(), source="lossbook-registry"), node)
         return node.children
 
 
@@ -87,8 +91,13 @@ class ApiDirective(_RstDirective):
                 lines += [f"   * - :func:`~{mod}.{s.name}`", f"     - {s.inputs}",
                           f"     - {_fmt_range(*s.output_range)}",
                           f"     - {', '.join(sorted(s.properties)) or '—'}", f"     - {s.gradient}",
-                          f"     - {s.reference_name}"]
+                          f"     - ``{s.reference_name}``"]
             lines += ["", f".. automodule:: {mod}", "   :members:", "   :member-order: bysource", ""]
+        heading = "Infrastructure"
+        lines += [heading, "-" * len(heading), "",
+                  "What every loss module builds on: the registry, reductions, input validation.", ""]
+        for mod in ("lossbook.registry", "lossbook.utils", "lossbook.validation"):
+            lines += [f".. automodule:: {mod}", "   :members:", "   :member-order: bysource", ""]
         return lines
 
 
@@ -106,8 +115,21 @@ class ChapterMapDirective(_RstDirective):
         return lines + [""]
 
 
+def dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
+    """Drop repeated inline scripts: sphinx-thebe registers its ``const`` config twice under
+    Jupyter Book 1, which is a SyntaxError in the browser."""
+    seen, kept = set(), []
+    for js in context.get("script_files", []):
+        key = (getattr(js, "filename", js), tuple(sorted(getattr(js, "attributes", {}).items())))
+        if key not in seen:
+            seen.add(key)
+            kept.append(js)
+    context["script_files"] = kept
+
+
 def setup(app):
     app.add_directive("lossbook-api", ApiDirective)
     app.add_directive("lossbook-chapter-map", ChapterMapDirective)
     app.connect("build-finished", copy_mathjax)
+    app.connect("html-page-context", dedupe_scripts)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
