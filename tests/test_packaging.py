@@ -68,7 +68,7 @@ def test_toc_lists_existing_files_and_every_chapter_notebook():
     for part in toc["parts"]:
         files += [c["file"] for c in part["chapters"]]
     for f in files:
-        assert any((ROOT / f"{f}{ext}").exists() for ext in (".md", ".ipynb")), f"_toc.yml names missing {f}"
+        assert any((ROOT / f"{f}{ext}").exists() for ext in (".md", ".rst", ".ipynb")), f"_toc.yml names missing {f}"
     notebooks = {str(p.relative_to(ROOT).with_suffix("")) for p in (ROOT / "book").rglob("*.ipynb")
                  if ".ipynb_checkpoints" not in p.parts}
     assert notebooks <= set(files), f"notebooks missing from _toc.yml: {sorted(notebooks - set(files))}"
