@@ -26,6 +26,11 @@ import torch.nn.functional as F
 
 from lossbook import validation as V
 from lossbook.registry import ErrorCase, Sample, module_twin, register
+from lossbook.registry import as_numpy as _np
+from lossbook.registry import with_kwargs as _bad_kwarg
+from lossbook.registry import extreme_logits as _extreme_logits
+from lossbook.registry import label_out_of_range as _bad_label
+from lossbook.registry import logits_sample as _logits_sample
 from lossbook.utils import HALF_DTYPES, check_reduction, reduce_loss, to_compute_dtype
 
 __all__ = [
@@ -579,40 +584,12 @@ _POS = (0.0, math.inf)
 _REAL = (-math.inf, math.inf)
 
 
-def _np(t: torch.Tensor):
-    return t.detach().cpu().double().numpy()
 
 
-def _logits_sample(n: int = 6, c: int = 4, scale: float = 2.0, soft: bool = False, **kwargs):
-    """``(N, C)`` logits and index (or Dirichlet-like probability) targets."""
-    def make(gen, dtype, device):
-        z = torch.randn(n, c, generator=gen, dtype=torch.float64) * scale
-        if soft:
-            q = torch.rand(n, c, generator=gen, dtype=torch.float64)
-            y = (q / q.sum(1, keepdim=True)).to(dtype=dtype, device=device)
-        else:
-            y = torch.randint(0, c, (n,), generator=gen).to(device)
-        return Sample((z.to(dtype=dtype, device=device), y), dict(kwargs))
-    return make
 
 
-def _extreme_logits(**kwargs):
-    """Logits of ±1e4: confidently right, confidently wrong, and ties, index targets."""
-    def make(gen, dtype, device):
-        z = torch.tensor([[1e4, -1e4, 0.0], [-1e4, 1e4, 0.0], [1e4, 1e4, -1e4], [0.0, 0.0, 0.0]],
-                         dtype=dtype, device=device)
-        y = torch.tensor([0, 0, 1, 2], device=device)
-        return Sample((z, y), dict(kwargs))
-    return make
 
 
-def _bad_kwarg(**kwargs):
-    return lambda s: Sample(s.args, {**s.kwargs, **kwargs}, s.grad_args)
-
-
-def _bad_label(s: Sample) -> Sample:
-    z, y, *rest = s.args
-    return Sample((z, torch.full_like(y, z.shape[1]), *rest), s.kwargs, s.grad_args)
 
 
 _LABEL_ERR = ErrorCase("label out of range", _bad_label, ValueError, r"target class indices must lie in \[0, 3\]")
@@ -1047,10 +1024,6 @@ def _extreme(g: torch.Generator, dtype: torch.dtype, device: torch.device) -> Sa
     return Sample((h, w, torch.tensor([1, 0, 2], device=device)), {"label_smoothing": 0.1}, grad_args=(0, 1))
 
 
-def _bad(**kw):
-    return lambda s: Sample(s.args, {**s.kwargs, **kw}, s.grad_args)
-
-
 register(linear_cross_entropy, module=LinearCrossEntropyLoss, chapter="classification",
          section="sec-classification-ce", inputs="hidden", output_range=(0.0, math.inf),
          properties={"nonnegative"}, gradient="exact", reference=_ref_linear_ce,
@@ -1058,9 +1031,9 @@ register(linear_cross_entropy, module=LinearCrossEntropyLoss, chapter="classific
          sample=_sample(label_smoothing=0.1, chunk_size=4), extreme=_extreme,
          errors=(ErrorCase("label out of range", lambda s: Sample((s.args[0], s.args[1], s.args[2] + 100), s.kwargs),
                            ValueError, r"target class indices must lie in \[0, 6\]"),
-                 ErrorCase("smoothing outside [0, 1]", _bad(label_smoothing=1.5), ValueError,
+                 ErrorCase("smoothing outside [0, 1]", _bad_kwarg(label_smoothing=1.5), ValueError,
                            r"label_smoothing must lie in \[0, 1\]"),
-                 ErrorCase("bad chunk size", _bad(chunk_size=0), ValueError, r"chunk_size must be an integer >= 1"),
+                 ErrorCase("bad chunk size", _bad_kwarg(chunk_size=0), ValueError, r"chunk_size must be an integer >= 1"),
                  ErrorCase("hidden/weight width mismatch",
                            lambda s: Sample((s.args[0][:, :-1], s.args[1], s.args[2]), s.kwargs),
                            ValueError, r"hidden must have shape \(\.\.\., D\)")),

@@ -775,16 +775,13 @@ ZLoss = module_twin(z_loss, "ZLoss")
 # --------------------------------------------------------------------------- registry records
 
 from lossbook.registry import ErrorCase, Sample, register  # noqa: E402
+from lossbook.registry import as_numpy as _np  # noqa: E402
+from lossbook.registry import with_kwargs as _bad_kwarg  # noqa: E402
+from lossbook.registry import logits_sample  # noqa: E402
 
 _CH = "proper"
 
 
-def _np(t: torch.Tensor):
-    return t.detach().cpu().double().numpy()
-
-
-def _bad_kwarg(**kwargs):
-    return lambda s: Sample(s.args, {**s.kwargs, **kwargs}, s.grad_args)
 
 
 def _prob_sample(n=6, c=4, soft=False, **kwargs):
@@ -805,15 +802,6 @@ def _prob_extreme(**kwargs):
     return make
 
 
-def _logit_sample(n=6, c=4, soft=False, **kwargs):
-    def make(gen, dtype, device):
-        h = torch.randn(n, c, generator=gen, dtype=torch.float64) * 1.5
-        if soft:
-            t = torch.softmax(torch.randn(n, c, generator=gen, dtype=torch.float64), -1).to(dtype=dtype, device=device)
-        else:
-            t = torch.randint(0, c, (n,), generator=gen).to(device)
-        return Sample((h.to(dtype=dtype, device=device), t), dict(kwargs))
-    return make
 
 
 def _logit_extreme(**kwargs):
@@ -948,7 +936,7 @@ register(focal_score, module=FocalScoreLoss, chapter=_CH, section="sec-proper-fo
 register(fenchel_young_loss, module=FenchelYoungLoss, chapter=_CH, section="sec-proper-fy", inputs="logits",
          output_range=_POS, properties={"convex", "nonnegative", "classification-calibrated"}, gradient="exact",
          reference=_ref_entmax_loss, reference_name="entmax.entmax_bisect_loss (float64)",
-         sample=_logit_sample(regularizer="tsallis", alpha=1.5), extreme=_logit_extreme(regularizer="tsallis"),
+         sample=logits_sample(scale=1.5, regularizer="tsallis", alpha=1.5), extreme=_logit_extreme(regularizer="tsallis"),
          weighted=True, compile=False,
          errors=(ErrorCase("unknown regularizer", _bad_kwarg(regularizer="renyi"), ValueError,
                            r"regularizer must be one of 'shannon'"),
@@ -957,19 +945,19 @@ register(fenchel_young_loss, module=FenchelYoungLoss, chapter=_CH, section="sec-
          formula=r"\Omega^*(\theta)+\Omega(y)-\langle\theta,y\rangle", summary="Fenchel-Young loss (Shannon, squared, Tsallis)")
 register(sparsemax_loss, module=SparsemaxLoss, chapter=_CH, section="sec-proper-fy", inputs="logits",
          output_range=_POS, properties={"convex", "nonnegative", "classification-calibrated"}, gradient="exact",
-         reference=_ref_sparsemax_loss, reference_name="entmax.sparsemax_loss (float64)", sample=_logit_sample(),
+         reference=_ref_sparsemax_loss, reference_name="entmax.sparsemax_loss (float64)", sample=logits_sample(scale=1.5),
          extreme=_logit_extreme(), weighted=True, errors=(_BAD_LABEL,),
          formula=r"-z_k+\tfrac12\sum_{j\in S}(z_j^2-\tau^2)+\tfrac12", summary="sparsemax loss; binary = modified Huber / 4")
 register(sparse_softmax_loss, module=SparseSoftmaxLoss, chapter=_CH, section="sec-proper-sparse-softmax",
          inputs="logits", output_range=_POS, properties={"nonnegative"}, gradient="exact",
          reference=_ref_sparse_softmax, reference_name="float64 numpy top-k logsumexp",
-         sample=_logit_sample(k=2), extreme=_logit_extreme(k=2), weighted=True,
+         sample=logits_sample(scale=1.5, k=2), extreme=_logit_extreme(k=2), weighted=True,
          errors=(ErrorCase("k out of range", _bad_kwarg(k=0), ValueError, r"k must be an integer in \[1, 4\]"),
                  _BAD_LABEL),
          formula=r"\log\sum_{j\in\Omega_k\cup\{y\}}e^{z_j}-z_y", summary="top-k sparse-softmax cross-entropy")
 register(z_loss, module=ZLoss, chapter=_CH, section="sec-proper-spherical", inputs="logits", output_range=_POS,
          properties={"nonnegative"}, gradient="exact", reference=_ref_z, reference_name="float64 numpy Z-loss",
-         sample=_logit_sample(a=1.5, b=2.0), extreme=_logit_extreme(), weighted=True,
+         sample=logits_sample(scale=1.5, a=1.5, b=2.0), extreme=_logit_extreme(), weighted=True,
          errors=(ErrorCase("a <= 0", _bad_kwarg(a=0.0), ValueError, r"a must be a finite number > 0"), _BAD_LABEL),
          formula=r"\tfrac1a\mathrm{softplus}(a(b-z_c)),\ z_c=(o_c-\mu)/\sigma", summary="shift- and scale-invariant spherical loss")
 register(log_z_penalty, module=None, chapter=_CH, section="sec-proper-spherical", inputs="logits",

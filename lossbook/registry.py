@@ -80,6 +80,44 @@ class ErrorCase:
 SampleFn = Callable[[torch.Generator, torch.dtype, torch.device], Sample]
 
 
+def with_kwargs(**kwargs: Any) -> Callable[[Sample], Sample]:
+    """For an :class:`ErrorCase`: the same sample with some hyperparameters replaced."""
+    return lambda s: Sample(s.args, {**s.kwargs, **kwargs}, s.grad_args)
+
+
+def logits_sample(n: int = 6, c: int = 4, scale: float = 2.0, soft: bool = False, **kwargs: Any) -> SampleFn:
+    """``(N, C)`` logits with class-index targets (or, with ``soft``, probability targets)."""
+    def make(gen: torch.Generator, dtype: torch.dtype, device: torch.device) -> Sample:
+        z = torch.randn(n, c, generator=gen, dtype=torch.float64) * scale
+        if soft:
+            q = torch.rand(n, c, generator=gen, dtype=torch.float64)
+            y = (q / q.sum(1, keepdim=True)).to(dtype=dtype, device=device)
+        else:
+            y = torch.randint(0, c, (n,), generator=gen).to(device)
+        return Sample((z.to(dtype=dtype, device=device), y), dict(kwargs))
+    return make
+
+
+def extreme_logits(**kwargs: Any) -> SampleFn:
+    """Logits of ±1e4: confidently right, confidently wrong, and ties, with class-index targets."""
+    def make(gen: torch.Generator, dtype: torch.dtype, device: torch.device) -> Sample:
+        z = torch.tensor([[1e4, -1e4, 0.0], [-1e4, 1e4, 0.0], [1e4, 1e4, -1e4], [0.0, 0.0, 0.0]],
+                         dtype=dtype, device=device)
+        return Sample((z, torch.tensor([0, 0, 1, 2], device=device)), dict(kwargs))
+    return make
+
+
+def label_out_of_range(s: Sample) -> Sample:
+    """For an :class:`ErrorCase`: the sample with every class index set to ``C`` (one past the last)."""
+    z, y, *rest = s.args
+    return Sample((z, torch.full_like(y, z.shape[1]), *rest), s.kwargs, s.grad_args)
+
+
+def as_numpy(t: torch.Tensor):
+    """A float64 numpy copy, for the float64 oracles that references compute with."""
+    return t.detach().cpu().double().numpy()
+
+
 @dataclasses.dataclass
 class LossSpec:
     name: str

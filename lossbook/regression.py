@@ -701,12 +701,11 @@ ErrorUncertaintyKLLoss = module_twin(error_uncertainty_kl_loss, "ErrorUncertaint
 # or torch built-ins; they are imported lazily so ``import lossbook`` stays light.
 
 from lossbook.registry import ErrorCase, Sample, register  # noqa: E402
+from lossbook.registry import as_numpy as _np  # noqa: E402
+from lossbook.registry import with_kwargs as _bad_kwarg  # noqa: E402
 
 _CH = "regression"
 
-
-def _np(t: torch.Tensor):
-    return t.detach().cpu().double().numpy()
 
 
 def _pair(shape=(6, 3), positive=False, scale=2.0, **kwargs):
@@ -725,9 +724,6 @@ def _extreme_pair(magnitude=1e4, **kwargs):
         return Sample((a, torch.zeros_like(a)), dict(kwargs))
     return make
 
-
-def _bad_kwarg(**kwargs):
-    return lambda s: Sample(s.args, {**s.kwargs, **kwargs}, s.grad_args)
 
 
 def _ref_elementwise(f):

@@ -28,6 +28,11 @@ from torch import nn
 from lossbook import validation as V
 from lossbook.classification import _finish, _flatten, _off_target_mask, log1m_softmax
 from lossbook.registry import ErrorCase, Sample, module_twin, register
+from lossbook.registry import as_numpy as _np
+from lossbook.registry import with_kwargs as _bad_kwarg
+from lossbook.registry import extreme_logits as _extreme
+from lossbook.registry import label_out_of_range as _bad_label
+from lossbook.registry import logits_sample as _sample
 from lossbook.utils import check_reduction, reduce_loss
 
 __all__ = [
@@ -762,9 +767,6 @@ SOVRLoss = module_twin(sovr_loss, "SOVRLoss")
 _CH = "robust"
 
 
-def _np(t: torch.Tensor):
-    return t.detach().cpu().double().numpy()
-
 
 def _np_probs(input, target):
     import numpy as np
@@ -774,29 +776,11 @@ def _np_probs(input, target):
     return lp, np.exp(lp), lp[np.arange(len(y)), y], y
 
 
-def _sample(n: int = 6, c: int = 4, scale: float = 2.0, **kwargs):
-    def make(gen, dtype, device):
-        z = torch.randn(n, c, generator=gen, dtype=torch.float64) * scale
-        y = torch.randint(0, c, (n,), generator=gen)
-        return Sample((z.to(dtype=dtype, device=device), y.to(device)), dict(kwargs))
-    return make
 
 
-def _extreme(**kwargs):
-    def make(gen, dtype, device):
-        z = torch.tensor([[1e4, -1e4, 0.0], [-1e4, 1e4, 0.0], [1e4, 1e4, -1e4], [0.0, 0.0, 0.0]],
-                         dtype=dtype, device=device)
-        return Sample((z, torch.tensor([0, 0, 1, 2], device=device)), dict(kwargs))
-    return make
 
 
-def _bad_label(s: Sample) -> Sample:
-    z, y, *rest = s.args
-    return Sample((z, torch.full_like(y, z.shape[1]), *rest), s.kwargs, s.grad_args)
 
-
-def _bad_kwarg(**kwargs):
-    return lambda s: Sample(s.args, {**s.kwargs, **kwargs}, s.grad_args)
 
 
 _LABEL_ERR = ErrorCase("label out of range", _bad_label, ValueError, r"target class indices must lie in \[0, 3\]")

@@ -547,16 +547,13 @@ LTSLoss = module_twin(lts_loss, "LTSLoss")
 # --------------------------------------------------------------------------- registry records
 
 from lossbook.registry import ErrorCase, Sample, register  # noqa: E402
+from lossbook.registry import as_numpy as _np  # noqa: E402
+from lossbook.registry import with_kwargs as _bad_kwarg  # noqa: E402
+from lossbook.registry import logits_sample  # noqa: E402
 
 _CH = "surrogates"
 
 
-def _np(t: torch.Tensor):
-    return t.detach().cpu().double().numpy()
-
-
-def _bad_kwarg(**kwargs):
-    return lambda s: Sample(s.args, {**s.kwargs, **kwargs}, s.grad_args)
 
 
 def _ref_margin(margin, kind="logistic"):
@@ -600,15 +597,6 @@ def _ref_comp_sum(logits, target, tau=1.0):
     return torch.from_numpy(out)
 
 
-def _logit_sample(n=6, c=4, soft=False, **kwargs):
-    def make(gen, dtype, device):
-        h = torch.randn(n, c, generator=gen, dtype=torch.float64) * 1.5
-        if soft:
-            t = torch.softmax(torch.randn(n, c, generator=gen, dtype=torch.float64), -1).to(dtype=dtype, device=device)
-        else:
-            t = torch.randint(0, c, (n,), generator=gen).to(device)
-        return Sample((h.to(dtype=dtype, device=device), t), dict(kwargs))
-    return make
 
 
 def _comp_sum_extreme(gen, dtype, device):
@@ -644,7 +632,7 @@ register(margin_loss, module=MarginLoss, chapter=_CH, section="sec-surrogates-ri
 register(comp_sum_loss, module=CompSumLoss, chapter=_CH, section="sec-surrogates-compsum", inputs="logits",
          output_range=_POS, properties={"nonnegative", "classification-calibrated"}, gradient="exact",
          reference=_ref_comp_sum, reference_name="float64 Φ^τ(Σ_{y'≠y} exp(h_y' - h_y)) (Mao et al. 2023)",
-         sample=_logit_sample(tau=0.5), extreme=_comp_sum_extreme, weighted=True,
+         sample=logits_sample(scale=1.5, tau=0.5), extreme=_comp_sum_extreme, weighted=True,
          errors=(ErrorCase("negative tau", _bad_kwarg(tau=-1.0), ValueError, r"tau must be a finite number >= 0"),
                  ErrorCase("label out of range", lambda s: Sample((s.args[0], s.args[1] + 10), s.kwargs), ValueError,
                            r"target class indices must lie in \[0, 3\]")),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import pathlib
+import re
 import shutil
 
 from docutils import nodes  # noqa: I001
@@ -19,13 +20,29 @@ from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import nested_parse_with_titles
 
 CHAPTERS = {
-    # family module -> (chapter number, title, book page)
+    # family module -> (chapter number, title, book page or None while the chapter is planned)
     "surrogates": (1, "Risk, surrogate losses and consistency", "surrogates"),
     "proper": (2, "Proper losses, output maps and Fenchel–Young losses", "proper"),
     "regression": (3, "Regression losses", "regression"),
     "classification": (4, "Classification losses: the cross-entropy family", "classification"),
     "robust": (5, "Robust losses: noisy labels and adversarial perturbations", "robust"),
+    "calibration": (6, "Calibration and learning to reject", None),
+    "margin": (7, "Margin-based softmax losses and face recognition", None),
+    "metric": (8, "Pair-based deep metric learning and the GPW framework", None),
+    "contrastive": (9, "Contrastive, self-supervised and clustering objectives", None),
+    "ranking": (10, "Ranking losses and metrics-as-losses", None),
+    "overlap": (11, "Overlap losses for segmentation and detection", None),
+    "structured": (12, "Structured, geometric and signal losses", None),
+    "divergence": (13, "Divergences and distribution matching", None),
+    "generative": (14, "Objectives for generative models", None),
+    "distill": (15, "Knowledge distillation and compression losses", None),
+    "regularizers": (16, "Regularizers as loss terms", None),
+    "multiobjective": (17, "Multi-objective and joint losses", None),
+    "weak": (18, "Indirect, aggregate and shifted supervision", None),
+    "landscape": (19, "Loss landscapes and training dynamics", None),
 }
+BY_NUMBER = {number: (title, page) for number, title, page in CHAPTERS.values()}
+SEED_PAPERS = pathlib.Path(__file__).resolve().parent.parent / "seed_papers.yml"
 
 
 def mathjax_dir() -> pathlib.Path:
@@ -115,21 +132,58 @@ class ChapterMapDirective(_RstDirective):
         return lines + [""]
 
 
-def dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
-    """Drop repeated inline scripts: sphinx-thebe registers its ``const`` config twice under
-    Jupyter Book 1, which is a SyntaxError in the browser."""
-    seen, kept = set(), []
-    for js in context.get("script_files", []):
-        key = (getattr(js, "filename", js), tuple(sorted(getattr(js, "attributes", {}).items())))
-        if key not in seen:
-            seen.add(key)
-            kept.append(js)
-    context["script_files"] = kept
+class SeedPapersDirective(_RstDirective):
+    """Every seed paper, with the chapter that treats it (or will), from ``book/seed_papers.yml``."""
+
+    def rst(self) -> list[str]:
+        import yaml
+
+        papers = yaml.safe_load(SEED_PAPERS.read_text())
+        self.env.note_dependency(str(SEED_PAPERS))
+        written = sum(BY_NUMBER[p["chapter"]][1] is not None for p in papers)
+        lines = [f"{len(papers)} seed papers; {written} are treated in chapters already written, the others "
+                 "in the chapter that the plan assigns them to.", "",
+                 ".. list-table::", "   :header-rows: 1", "   :widths: 4 46 22 10 18", "",
+                 "   * - #", "     - paper", "     - chapter", "     - fit", "     - what the book does with it"]
+        for i, p in enumerate(papers, 1):
+            title, page = BY_NUMBER[p["chapter"]]
+            where = f":doc:`{p['chapter']}. {title} <{page}>`" if page else f"{p['chapter']}. {title} (planned)"
+            lines += [f"   * - {i}", f"     - {p['title']} :cite:p:`{p['key']}`", f"     - {where}",
+                      f"     - {p['role']}", f"     - {p['treatment']}"]
+        return lines + [""]
+
+
+INLINE_SCRIPT = re.compile(r"^\s*<script>[^\n]*</script>\s*$", re.M)
+
+
+def dedupe_inline_scripts(app, exception) -> None:
+    """Drop repeated one-line inline scripts from the written pages.
+
+    Under Jupyter Book 1, sphinx-thebe registers its ``const THEBE_JS_URL = ...`` configuration
+    twice, which the browser rejects as a redeclaration (a console error on every page).
+    """
+    if exception is not None or app.builder.format != "html":
+        return
+    for page in pathlib.Path(app.outdir).rglob("*.html"):
+        html = page.read_text(encoding="utf-8")
+        seen: set[str] = set()
+
+        def keep_first(match: re.Match) -> str:
+            line = match.group(0).strip()
+            if line in seen:
+                return ""
+            seen.add(line)
+            return match.group(0)
+
+        new = INLINE_SCRIPT.sub(keep_first, html)
+        if new != html:
+            page.write_text(new, encoding="utf-8")
 
 
 def setup(app):
     app.add_directive("lossbook-api", ApiDirective)
     app.add_directive("lossbook-chapter-map", ChapterMapDirective)
+    app.add_directive("lossbook-seed-papers", SeedPapersDirective)
     app.connect("build-finished", copy_mathjax)
-    app.connect("html-page-context", dedupe_scripts)
+    app.connect("build-finished", dedupe_inline_scripts)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
