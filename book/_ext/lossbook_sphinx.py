@@ -132,6 +132,40 @@ class ChapterMapDirective(_RstDirective):
         return lines + [""]
 
 
+class LossCardsDirective(_RstDirective):
+    """One card per registered loss (of one family if an argument is given), from the registry.
+
+    Every property a card lists is checked by ``tests/test_generic.py::test_claimed_property_holds``
+    and the range by ``test_output_range_holds``.
+    """
+
+    optional_arguments = 1
+
+    def rst(self) -> list[str]:
+        families = _specs_by_family()
+        chosen = [self.arguments[0]] if self.arguments else sorted(families, key=lambda f: CHAPTERS.get(f, (99,))[0])
+        lines: list[str] = []
+        for family in chosen:
+            number, title, page = CHAPTERS.get(family, (0, family, None))
+            if not self.arguments:
+                heading = f"{number}. {title}"
+                lines += [heading, "-" * len(heading), ""]
+            for s in families.get(family, []):
+                lines += [f".. card:: ``{s.name}``", "   :class-card: sd-mb-2", ""]
+                if s.formula:
+                    lines += [f"   :math:`{s.formula}`", ""]
+                if s.summary:
+                    lines += [f"   {s.summary[0].upper() + s.summary[1:]}.", ""]
+                props = ", ".join(sorted(s.properties)) or "none claimed"
+                module = f":class:`~lossbook.{family}.{s.module.__name__}`" if s.module else "none"
+                lines += [f"   - **inputs**: {s.inputs}; **range**: {_fmt_range(*s.output_range)}",
+                          f"   - **properties** (tested): {props}",
+                          f"   - **gradient**: {s.gradient}; **reductions**: {', '.join(s.reductions)}",
+                          f"   - **reference**: ``{s.reference_name}``",
+                          f"   - **API**: :func:`~lossbook.{family}.{s.name}`, module twin {module}", ""]
+        return lines
+
+
 class SeedPapersDirective(_RstDirective):
     """Every seed paper, with the chapter that treats it (or will), from ``book/seed_papers.yml``."""
 
@@ -184,6 +218,7 @@ def setup(app):
     app.add_directive("lossbook-api", ApiDirective)
     app.add_directive("lossbook-chapter-map", ChapterMapDirective)
     app.add_directive("lossbook-seed-papers", SeedPapersDirective)
+    app.add_directive("lossbook-loss-cards", LossCardsDirective)
     app.connect("build-finished", copy_mathjax)
     app.connect("build-finished", dedupe_inline_scripts)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
