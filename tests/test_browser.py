@@ -2,8 +2,9 @@
 
 Run after the book is built (``python3 tools/dev.py test-browser`` does both).
 Checks that math rendered (MathJax output present, no raw TeX delimiters left),
-every figure loaded, the book's own files logged no console errors, and no
-page loads anything from another host.
+every figure loaded, exercise solutions start folded and open on a click, the
+book's own files logged no console errors, and no page loads anything from
+another host.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 HTML = ROOT / "_build" / "html"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
-PAGES = ["book/regression.html", "book/api.html", "index.html"]
+CHAPTERS = ["surrogates", "proper", "regression", "classification", "robust", "performance"]
+REFERENCE = ["api", "loss_cards", "chapter_map", "seed_papers", "glossary", "bibliography", "status"]
+PAGES = ["index.html"] + [f"book/{name}.html" for name in CHAPTERS + REFERENCE]
 
 if not (CHROMIUM and CHROMEDRIVER):
     pytest.skip("Debian's chromium and chromium-driver are not installed (.ci/run installs them with apt-get)",
@@ -110,6 +113,18 @@ def test_regression_chapter_figures_load(browser, server):
     assert broken == [], f"images that did not load: {broken}"
 
 
+def test_first_visit_logs_no_errors(browser, server):
+    # A reader's first visit: no stored theme mode, and the browser asks for /favicon.ico.
+    browser.get(f"{server}/index.html")
+    browser.execute_script("localStorage.clear(); sessionStorage.clear();")
+    browser.get_log("browser")
+    load(browser, server, "book/intro.html")
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == [], f"a first visit logs errors: {errors}"
+    favicon = browser.execute_script("const l = document.querySelector('link[rel~=icon]'); return l && l.href")
+    assert favicon and favicon.startswith(server), f"no favicon of the book's own: {favicon}"
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_no_console_errors_and_nothing_from_other_hosts(browser, server, page):
     browser.get_log("browser")  # drop what earlier pages logged
@@ -121,5 +136,26 @@ def test_no_console_errors_and_nothing_from_other_hosts(browser, server, page):
         ".map(e => e.src || e.href).filter(u => /^https?:/.test(u) && !u.startsWith(location.origin))"
     )
     assert external == [], f"{page} loads files from other hosts: {external}"
-    mathjax = browser.execute_script("return !!(window.MathJax && MathJax.version)")
-    assert mathjax, f"MathJax did not load on {page}"
+    has_math, mathjax = browser.execute_script(
+        "return [!!document.querySelector('main .math'), !!(window.MathJax && MathJax.version)]")
+    assert mathjax or not has_math, f"MathJax did not load on {page}, which has math"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS[:-1])
+def test_checked_solution_is_folded_and_opens_on_click(browser, server, chapter):
+    load(browser, server, f"book/{chapter}.html")
+    # the solution whose code runs lossbook.check.check_loss
+    found = browser.execute_script(
+        "const s = [...document.querySelectorAll('.solution.dropdown')]"
+        "  .find(e => e.textContent.includes('check_loss('));"
+        "if (!s) return null;"
+        "s.scrollIntoView();"
+        "const out = [...s.querySelectorAll('.cell_output')].pop();"
+        "window._lbSolution = s;"
+        "return [s.classList.contains('toggle-hidden'), out ? getComputedStyle(out).visibility : null];"
+    )
+    assert found is not None, f"{chapter}: no folded solution that runs check_loss"
+    assert found == [True, "hidden"], f"{chapter}: the solution is not folded ({found})"
+    browser.execute_script("window._lbSolution.querySelector('.toggle-button, .admonition-title').click();")
+    text = browser.execute_script("return window._lbSolution.innerText")
+    assert "checks passed" in text and "FAIL" not in text.split("check_loss:")[-1], text[-400:]

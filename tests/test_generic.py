@@ -6,11 +6,11 @@ registered. Chapter-specific identities live in ``tests/test_<module>.py``.
 
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
 
+from lossbook.check import call, cast, draw, probe_for, probe_range, with_grad
 from lossbook.registry import PROPERTIES, LossSpec, Sample, all_losses
 from lossbook.utils import REDUCTIONS
 
@@ -24,24 +24,7 @@ def by_spec(predicate=lambda s: True):
 
 
 def make(spec: LossSpec, dtype=torch.float64, device="cpu", seed=0) -> Sample:
-    gen = torch.Generator().manual_seed(seed)
-    return spec.sample(gen, dtype, torch.device(device))
-
-
-def call(spec: LossSpec, sample: Sample, **kw) -> torch.Tensor:
-    return spec.fn(*sample.args, **{**sample.kwargs, **kw})
-
-
-def with_grad(sample: Sample) -> Sample:
-    args = tuple(a.detach().clone().requires_grad_(i in sample.grad_args) for i, a in enumerate(sample.args))
-    return Sample(args, sample.kwargs, sample.grad_args)
-
-
-def cast(sample: Sample, dtype) -> Sample:
-    args = tuple(a.to(dtype) if a.is_floating_point() else a for a in sample.args)
-    kwargs = {k: v.to(dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else v
-              for k, v in sample.kwargs.items()}
-    return Sample(args, kwargs, sample.grad_args)
+    return draw(spec, seed=seed, dtype=dtype, device=device)
 
 
 def test_registry_is_populated():
@@ -212,175 +195,8 @@ def test_series_metrics_reject_empty_time_axis(spec):
 
 # --------------------------------------------------------------------------- claimed properties
 # Each property a record claims is checked numerically. A property with no
-# checker for the record's input kind fails, so claims cannot go untested.
-
-
-def _outputs(spec, seeds=range(5)):
-    return torch.cat([call(spec, make(spec, seed=k), reduction=spec.reductions[0]).flatten() for k in seeds])
-
-
-def check_nonnegative(spec):
-    assert (_outputs(spec) >= 0).all()
-
-
-def check_range(spec):
-    lo, hi = spec.output_range
-    out = _outputs(spec)
-    assert (out >= lo).all() and (out <= hi).all()
-
-
-def check_bounded(spec):
-    assert math.isfinite(spec.output_range[1]), "a bounded loss must state its upper bound in output_range"
-    check_range(spec)
-
-
-def _residual_loss(spec, r):
-    """Per-element loss of residuals ``r`` against a zero target."""
-    s = make(spec)
-    if spec.inputs == "quantiles":
-        q = len(s.kwargs["quantiles"])
-        return spec.fn(r[:, None].expand(-1, q), torch.zeros_like(r), **s.kwargs, reduction="none")
-    return spec.fn(r, torch.zeros_like(r), **s.kwargs, reduction="none")
-
-
-def check_convex_regression(spec):
-    s = make(spec)
-    gen = torch.Generator().manual_seed(3)
-    x0, y = s.args[0], s.args[1]
-    for _ in range(20):
-        a = x0 + torch.randn(x0.shape, generator=gen, dtype=x0.dtype) * 3
-        b = x0 + torch.randn(x0.shape, generator=gen, dtype=x0.dtype) * 3
-        lam = float(torch.rand((), generator=gen))
-        f = lambda x: spec.fn(x, y, *s.args[2:], **s.kwargs, reduction="none")  # noqa: E731
-        assert (f(lam * a + (1 - lam) * b) <= lam * f(a) + (1 - lam) * f(b) + 1e-10).all()
-
-
-def check_symmetric_regression(spec):
-    r = torch.linspace(-5, 5, 41, dtype=torch.float64)
-    torch.testing.assert_close(_residual_loss(spec, r), _residual_loss(spec, -r))
-
-
-def check_robust_regression(spec):
-    # Bounded influence: the derivative stops growing; a 1000x larger residual
-    # gets (almost) no larger gradient than any residual in [-1e3, 1e3].
-    def grad_at(r):
-        r = r.clone().requires_grad_(True)
-        _residual_loss(spec, r).sum().backward()
-        return r.grad.abs()
-    near = grad_at(torch.linspace(-1e3, 1e3, 2001, dtype=torch.float64)).max()
-    far = grad_at(torch.tensor([1e6, -1e6], dtype=torch.float64)).max()
-    assert far <= near * 1.01
-
-
-def check_scale_free(spec):
-    s = make(spec)
-    scaled = Sample(tuple(3.7 * a for a in s.args), s.kwargs)
-    torch.testing.assert_close(call(spec, scaled), call(spec, s))
-
-
-def check_symmetric_logits(spec):
-    # The symmetry condition of noise-tolerant losses: the sum over all C labels is the same constant.
-    totals = []
-    for seed in range(3):
-        s = make(spec, seed=seed)
-        z, rest = s.args[0], s.args[2:]
-        labels = [torch.full(z.shape[:1], k, dtype=torch.long) for k in range(z.shape[1])]
-        totals.append(sum(spec.fn(z, y, *rest, **s.kwargs, reduction="none") for y in labels))
-    totals = torch.cat(totals)
-    torch.testing.assert_close(totals, torch.full_like(totals, float(totals[0])))
-
-
-def check_convex_in_input(spec):
-    # Midpoint convexity in the first argument, the other arguments fixed.
-    s = make(spec)
-    gen = torch.Generator().manual_seed(3)
-    x0 = s.args[0]
-    red = "none" if "none" in spec.reductions else spec.reductions[0]
-
-    def f(x):
-        return spec.fn(x, *s.args[1:], **s.kwargs, reduction=red)
-
-    def draw():
-        step = torch.randn(x0.shape, generator=gen, dtype=x0.dtype) * 3
-        return -step.abs() if spec.inputs == "policy-paths" else x0 + step  # log-probabilities stay <= 0
-
-    for _ in range(20):
-        a, b = draw(), draw()
-        lam = float(torch.rand((), generator=gen))
-        rhs = lam * f(a) + (1 - lam) * f(b)
-        assert (f(lam * a + (1 - lam) * b) <= rhs + 1e-9 * (1 + rhs.abs())).all()
-
-
-def check_calibrated_margins(spec):
-    # Bartlett-Jordan-McAuliffe: for every eta != 1/2 the best wrong-signed score is strictly worse.
-    s = make(spec)
-    alpha = torch.linspace(-10, 10, 4001, dtype=torch.float64)
-    phi = lambda z: spec.fn(z, **s.kwargs, reduction="none")  # noqa: E731
-    for eta in (0.55, 0.75, 0.95):
-        risk = eta * phi(alpha) + (1 - eta) * phi(-alpha)
-        assert float(risk[alpha <= 0].min()) > float(risk.min()) + 1e-6
-
-
-def _expected_loss_minimizer(spec, eta, kwargs):
-    c = eta.shape[0]
-    v = torch.zeros(c, dtype=torch.float64, requires_grad=True)
-    classes = torch.arange(c)
-    opt = torch.optim.LBFGS([v], max_iter=300, tolerance_grad=1e-12, tolerance_change=1e-15,
-                            line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        rows = (torch.softmax(v, -1) if spec.inputs == "probabilities" else v).expand(c, c)
-        loss = (eta * spec.fn(rows, classes, **kwargs, reduction="none")).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return v.detach()
-
-
-def check_proper_probabilities(spec):
-    # The expected score sum_y eta_y S(q, y) is minimised at q = eta.
-    s = make(spec)
-    c = s.args[0].shape[-1]
-    gen = torch.Generator().manual_seed(4)
-    for _ in range(5):
-        eta = torch.softmax(torch.randn(c, generator=gen, dtype=torch.float64), -1)
-        q = torch.softmax(_expected_loss_minimizer(spec, eta, s.kwargs), -1)
-        torch.testing.assert_close(q, eta, atol=1e-4, rtol=0)
-
-
-def check_calibrated_logits(spec):
-    # The minimiser of the expected loss over scores predicts the most likely class.
-    s = make(spec)
-    c = s.args[0].shape[-1]
-    gen = torch.Generator().manual_seed(5)
-    for _ in range(5):
-        eta = torch.softmax(2 * torch.randn(c, generator=gen, dtype=torch.float64), -1)
-        top2 = eta.topk(2).values
-        if float(top2[0] - top2[1]) < 0.02:
-            continue
-        assert int(_expected_loss_minimizer(spec, eta, s.kwargs).argmax()) == int(eta.argmax())
-
-
-PROPERTY_CHECKS = {
-    ("symmetric", "logits"): check_symmetric_logits,
-    ("nonnegative", None): check_nonnegative,
-    ("bounded", None): check_bounded,
-    ("scale-free", None): check_scale_free,
-    ("convex", "regression"): check_convex_regression,
-    ("convex", "quantiles"): check_convex_regression,
-    ("symmetric", "regression"): check_symmetric_regression,
-    ("symmetric", "series"): check_symmetric_regression,
-    ("robust", "regression"): check_robust_regression,
-    ("robust", "quantiles"): check_robust_regression,
-    ("convex", "margins"): check_convex_in_input,
-    ("convex", "logits"): check_convex_in_input,
-    ("convex", "policy-paths"): check_convex_in_input,
-    ("classification-calibrated", "margins"): check_calibrated_margins,
-    ("classification-calibrated", "logits"): check_calibrated_logits,
-    ("proper", "probabilities"): check_proper_probabilities,
-}
+# probe (lossbook.check.PROPERTY_PROBES, the same probes readers' exercises run) for
+# the record's input kind fails, so claims cannot go untested.
 
 
 def _claims():
@@ -391,14 +207,14 @@ def _claims():
 
 @pytest.mark.parametrize("spec,prop", list(_claims()))
 def test_claimed_property_holds(spec, prop):
-    check = PROPERTY_CHECKS.get((prop, spec.inputs)) or PROPERTY_CHECKS.get((prop, None))
-    assert check is not None, f"no checker for property {prop!r} on inputs {spec.inputs!r}: add one"
-    check(spec)
+    probe = probe_for(prop, spec.inputs)
+    assert probe is not None, f"no probe for property {prop!r} on inputs {spec.inputs!r}: add one to lossbook.check"
+    probe(spec)
 
 
 @by_spec()
 def test_output_range_holds(spec):
-    check_range(spec)
+    probe_range(spec)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA parity needs a CUDA device (none here)")

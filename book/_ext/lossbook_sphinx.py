@@ -112,8 +112,9 @@ class ApiDirective(_RstDirective):
             lines += ["", f".. automodule:: {mod}", "   :members:", "   :member-order: bysource", ""]
         heading = "Infrastructure"
         lines += [heading, "-" * len(heading), "",
-                  "What every loss module builds on: the registry, reductions, input validation.", ""]
-        for mod in ("lossbook.registry", "lossbook.utils", "lossbook.validation"):
+                  "What every loss module builds on: the registry, reductions, input validation, and the "
+                  "checker that the property tests and the self-checking exercises share.", ""]
+        for mod in ("lossbook.registry", "lossbook.utils", "lossbook.validation", "lossbook.check"):
             lines += [f".. automodule:: {mod}", "   :members:", "   :member-order: bysource", ""]
         return lines
 

@@ -1,0 +1,547 @@
+"""Self-checking exercises: run a reader's loss through the checks lossbook's own losses pass.
+
+The book's "implement it yourself" exercises end with one call::
+
+    from lossbook.check import check_loss
+    print(check_loss(my_huber, "huber_loss"))
+
+:func:`check_loss` compares the reader's function with the registered loss of
+that name on random and extreme inputs, for every reduction, in value and in
+gradient, and then probes every property the loss's card claims (convexity,
+symmetry, properness, ...). The report says which check failed and on what
+input, so the reader knows what to fix.
+
+The property probes (:data:`PROPERTY_PROBES`) are the same ones the package's
+test suite runs over every registered loss (``tests/test_generic.py``): a
+card's claim and a reader's exercise are checked by the same code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any, Callable, Iterable
+
+import torch
+
+from lossbook.registry import LossSpec, Sample, get
+
+# --------------------------------------------------------------------------- samples
+
+
+def draw(spec: LossSpec, seed: int = 0, dtype: torch.dtype = torch.float64, device: str = "cpu") -> Sample:
+    """The registered sample input of ``spec``, drawn with a fixed seed."""
+    gen = torch.Generator().manual_seed(seed)
+    return spec.sample(gen, dtype, torch.device(device))
+
+
+def call(spec: LossSpec, sample: Sample, **kwargs: Any) -> torch.Tensor:
+    """``spec.fn`` on ``sample``; ``kwargs`` (e.g. ``reduction``) override the sample's hyperparameters."""
+    return spec.fn(*sample.args, **{**sample.kwargs, **kwargs})
+
+
+def with_grad(sample: Sample) -> Sample:
+    """A copy of ``sample`` whose differentiable arguments require gradients."""
+    args = tuple(a.detach().clone().requires_grad_(i in sample.grad_args) for i, a in enumerate(sample.args))
+    return Sample(args, sample.kwargs, sample.grad_args)
+
+
+def cast(sample: Sample, dtype: torch.dtype) -> Sample:
+    """``sample`` with every floating-point tensor converted to ``dtype``."""
+    def conv(v: Any) -> Any:
+        return v.to(dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else v
+    return Sample(tuple(conv(a) for a in sample.args), {k: conv(v) for k, v in sample.kwargs.items()},
+                  sample.grad_args)
+
+
+# --------------------------------------------------------------------------- property probes
+# Each probe takes a LossSpec (whose ``fn`` may be a reader's function) and raises
+# PropertyViolation, with the evidence, when the claimed property does not hold.
+
+
+class PropertyViolation(AssertionError):
+    """A claimed property fails on a concrete input."""
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise PropertyViolation(message)
+
+
+def _outputs(spec: LossSpec, seeds: Iterable[int] = range(5)) -> torch.Tensor:
+    return torch.cat([call(spec, draw(spec, seed=k), reduction=spec.reductions[0]).flatten() for k in seeds])
+
+
+def probe_nonnegative(spec: LossSpec) -> None:
+    out = _outputs(spec)
+    _require(bool((out >= 0).all()), f"a value below zero: {float(out.min()):.4g}")
+
+
+def probe_range(spec: LossSpec) -> None:
+    lo, hi = spec.output_range
+    out = _outputs(spec)
+    _require(bool((out >= lo).all() and (out <= hi).all()),
+             f"values span [{float(out.min()):.4g}, {float(out.max()):.4g}], outside the stated range [{lo}, {hi}]")
+
+
+def probe_bounded(spec: LossSpec) -> None:
+    _require(math.isfinite(spec.output_range[1]), "a bounded loss must state its upper bound in output_range")
+    probe_range(spec)
+
+
+def _residual_loss(spec: LossSpec, r: torch.Tensor) -> torch.Tensor:
+    """Per-element loss of residuals ``r`` against a zero target."""
+    s = draw(spec)
+    if spec.inputs == "quantiles":
+        q = len(s.kwargs["quantiles"])
+        return spec.fn(r[:, None].expand(-1, q), torch.zeros_like(r), **s.kwargs, reduction="none")
+    return spec.fn(r, torch.zeros_like(r), **s.kwargs, reduction="none")
+
+
+def probe_convex_regression(spec: LossSpec) -> None:
+    s = draw(spec)
+    gen = torch.Generator().manual_seed(3)
+    x0, y = s.args[0], s.args[1]
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        return spec.fn(x, y, *s.args[2:], **s.kwargs, reduction="none")
+
+    for _ in range(20):
+        a = x0 + torch.randn(x0.shape, generator=gen, dtype=x0.dtype) * 3
+        b = x0 + torch.randn(x0.shape, generator=gen, dtype=x0.dtype) * 3
+        lam = float(torch.rand((), generator=gen))
+        mid, chord = f(lam * a + (1 - lam) * b), lam * f(a) + (1 - lam) * f(b)
+        gap = mid - chord
+        _require(bool((gap <= 1e-10).all()),
+                 f"not convex: on a random segment the loss is {float(mid.flatten()[gap.argmax()]):.4g}, above "
+                 f"the chord's {float(chord.flatten()[gap.argmax()]):.4g}")
+
+
+def probe_symmetric_regression(spec: LossSpec) -> None:
+    r = torch.linspace(-5, 5, 41, dtype=torch.float64)
+    pos, neg = _residual_loss(spec, r), _residual_loss(spec, -r)
+    i = int((pos - neg).abs().flatten().argmax())
+    _require(torch.allclose(pos, neg), f"not symmetric: the loss at residual r = {float(r[i % len(r)]):.3g} "
+             f"is {float(pos.flatten()[i]):.4g} but at -r it is {float(neg.flatten()[i]):.4g}")
+
+
+def probe_robust_regression(spec: LossSpec) -> None:
+    # Bounded influence: the derivative stops growing; a residual of 1e6 gets (almost) no
+    # larger gradient than the largest one over residuals in [-1e3, 1e3].
+    def grad_at(r: torch.Tensor) -> torch.Tensor:
+        r = r.clone().requires_grad_(True)
+        _residual_loss(spec, r).sum().backward()
+        _require(r.grad is not None, "no gradient flows to the prediction")
+        return r.grad.abs()
+
+    near = grad_at(torch.linspace(-1e3, 1e3, 2001, dtype=torch.float64)).max()
+    far = grad_at(torch.tensor([1e6, -1e6], dtype=torch.float64)).max()
+    _require(bool(far <= near * 1.01), f"unbounded influence: |dloss/dr| is {float(far):.4g} at |r| = 1e6 "
+             f"but at most {float(near):.4g} for |r| <= 1e3")
+
+
+def probe_scale_free(spec: LossSpec) -> None:
+    s = draw(spec)
+    scaled = Sample(tuple(3.7 * a for a in s.args), s.kwargs)
+    before, after = call(spec, s), call(spec, scaled)
+    _require(torch.allclose(before, after), f"not scale-free: multiplying prediction and target by 3.7 "
+             f"changes the loss from {float(before.flatten()[0]):.4g} to {float(after.flatten()[0]):.4g}")
+
+
+def probe_symmetric_logits(spec: LossSpec) -> None:
+    # The symmetry condition of noise-tolerant losses: the sum over all C labels is the same constant.
+    totals = []
+    for seed in range(3):
+        s = draw(spec, seed=seed)
+        z, rest = s.args[0], s.args[2:]
+        labels = [torch.full(z.shape[:1], k, dtype=torch.long, device=z.device) for k in range(z.shape[1])]
+        totals.append(sum(spec.fn(z, y, *rest, **s.kwargs, reduction="none") for y in labels))
+    totals = torch.cat(totals)
+    _require(torch.allclose(totals, torch.full_like(totals, float(totals[0]))),
+             f"not symmetric: the sum of the loss over all labels varies between samples, from "
+             f"{float(totals.min()):.4g} to {float(totals.max()):.4g}")
+
+
+def probe_convex_in_input(spec: LossSpec) -> None:
+    # Convexity in the first argument along random segments, the other arguments fixed.
+    s = draw(spec)
+    gen = torch.Generator().manual_seed(3)
+    x0 = s.args[0]
+    red = "none" if "none" in spec.reductions else spec.reductions[0]
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        return spec.fn(x, *s.args[1:], **s.kwargs, reduction=red)
+
+    def point() -> torch.Tensor:
+        step = torch.randn(x0.shape, generator=gen, dtype=x0.dtype) * 3
+        return -step.abs() if spec.inputs == "policy-paths" else x0 + step  # log-probabilities stay <= 0
+
+    for _ in range(20):
+        a, b = point(), point()
+        lam = float(torch.rand((), generator=gen))
+        mid, chord = f(lam * a + (1 - lam) * b), lam * f(a) + (1 - lam) * f(b)
+        excess = mid - chord - 1e-9 * (1 + chord.abs())
+        _require(bool((excess <= 0).all()),
+                 f"not convex: on a random segment the loss is {float(mid.flatten()[excess.argmax()]):.4g}, "
+                 f"above the chord's {float(chord.flatten()[excess.argmax()]):.4g}")
+
+
+def probe_calibrated_margins(spec: LossSpec) -> None:
+    # Bartlett-Jordan-McAuliffe: for every eta != 1/2 the best wrong-signed score is strictly worse.
+    s = draw(spec)
+    alpha = torch.linspace(-10, 10, 4001, dtype=torch.float64)
+    phi = functools.partial(spec.fn, **s.kwargs, reduction="none")
+    for eta in (0.55, 0.75, 0.95):
+        risk = eta * phi(alpha) + (1 - eta) * phi(-alpha)
+        wrong, best = float(risk[alpha <= 0].min()), float(risk.min())
+        _require(wrong > best + 1e-6, f"not classification-calibrated: at eta = {eta} the best score of the "
+                 f"wrong sign has conditional risk {wrong:.4g}, no worse than the best overall ({best:.4g})")
+
+
+def expected_loss_minimizer(spec: LossSpec, eta: torch.Tensor, kwargs: dict[str, Any]) -> torch.Tensor:
+    """The scores ``v`` (softmax-parametrised for probability inputs) minimising ``sum_y eta_y loss(v, y)``."""
+    c = eta.shape[0]
+    v = torch.zeros(c, dtype=torch.float64, requires_grad=True)
+    classes = torch.arange(c)
+    opt = torch.optim.LBFGS([v], max_iter=300, tolerance_grad=1e-12, tolerance_change=1e-15,
+                            line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        rows = (torch.softmax(v, -1) if spec.inputs == "probabilities" else v).expand(c, c)
+        loss = (eta * spec.fn(rows, classes, **kwargs, reduction="none")).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return v.detach()
+
+
+def probe_proper_probabilities(spec: LossSpec) -> None:
+    # The expected score sum_y eta_y S(q, y) is minimised at q = eta.
+    s = draw(spec)
+    c = s.args[0].shape[-1]
+    gen = torch.Generator().manual_seed(4)
+    for _ in range(5):
+        eta = torch.softmax(torch.randn(c, generator=gen, dtype=torch.float64), -1)
+        q = torch.softmax(expected_loss_minimizer(spec, eta, s.kwargs), -1)
+        _require(bool((q - eta).abs().max() <= 1e-4),
+                 f"not proper: for the true distribution {_fmt(eta)} the expected score is minimised at "
+                 f"{_fmt(q)}")
+
+
+def probe_calibrated_logits(spec: LossSpec) -> None:
+    # The minimiser of the expected loss over scores predicts the most likely class.
+    s = draw(spec)
+    c = s.args[0].shape[-1]
+    gen = torch.Generator().manual_seed(5)
+    for _ in range(5):
+        eta = torch.softmax(2 * torch.randn(c, generator=gen, dtype=torch.float64), -1)
+        top2 = eta.topk(2).values
+        if float(top2[0] - top2[1]) < 0.02:
+            continue
+        v = expected_loss_minimizer(spec, eta, s.kwargs)
+        _require(int(v.argmax()) == int(eta.argmax()),
+                 f"not classification-calibrated: for class probabilities {_fmt(eta)} the expected loss is "
+                 f"minimised by scores {_fmt(v)}, which predict class {int(v.argmax())}, not {int(eta.argmax())}")
+
+
+PROPERTY_PROBES: dict[tuple[str, str | None], Callable[[LossSpec], None]] = {
+    ("symmetric", "logits"): probe_symmetric_logits,
+    ("nonnegative", None): probe_nonnegative,
+    ("bounded", None): probe_bounded,
+    ("scale-free", None): probe_scale_free,
+    ("convex", "regression"): probe_convex_regression,
+    ("convex", "quantiles"): probe_convex_regression,
+    ("symmetric", "regression"): probe_symmetric_regression,
+    ("symmetric", "series"): probe_symmetric_regression,
+    ("robust", "regression"): probe_robust_regression,
+    ("robust", "quantiles"): probe_robust_regression,
+    ("convex", "margins"): probe_convex_in_input,
+    ("convex", "logits"): probe_convex_in_input,
+    ("convex", "policy-paths"): probe_convex_in_input,
+    ("classification-calibrated", "margins"): probe_calibrated_margins,
+    ("classification-calibrated", "logits"): probe_calibrated_logits,
+    ("proper", "probabilities"): probe_proper_probabilities,
+}
+"""``(property, input kind) -> probe``; ``None`` as the kind matches every kind.
+
+:meta hide-value:
+"""
+
+
+def probe_for(prop: str, inputs: str) -> Callable[[LossSpec], None] | None:
+    """The probe that checks ``prop`` on losses of input kind ``inputs`` (None if there is none)."""
+    return PROPERTY_PROBES.get((prop, inputs)) or PROPERTY_PROBES.get((prop, None))
+
+
+# --------------------------------------------------------------------------- the reader's check
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """The outcome of one check: its name, whether it passed, and what was seen."""
+
+    check: str
+    passed: bool
+    detail: str
+
+
+@dataclasses.dataclass
+class CheckReport:
+    """What :func:`check_loss` found; printed, it lists every check as ok or FAIL, a failure with its evidence."""
+
+    subject: str
+    reference: str
+    findings: list[Finding]
+
+    @property
+    def passed(self) -> bool:
+        return all(f.passed for f in self.findings)
+
+    @property
+    def failures(self) -> list[Finding]:
+        return [f for f in self.findings if not f.passed]
+
+    def __str__(self) -> str:
+        lines = [f"check_loss: {self.subject} against lossbook's {self.reference}"]
+        lines += [f"  {'ok  ' if f.passed else 'FAIL'}  {f.check}: {f.detail}" for f in self.findings]
+        n, bad = len(self.findings), len(self.failures)
+        lines.append(f"all {n} checks passed" if not bad else f"{bad} of {n} checks failed")
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def raise_if_failed(self) -> None:
+        """Raise ``AssertionError`` with the whole report when a check failed."""
+        if not self.passed:
+            raise AssertionError(str(self))
+
+
+def check_loss(
+    candidate: Callable[..., torch.Tensor],
+    reference: str | LossSpec,
+    *,
+    reference_kwargs: dict[str, Any] | None = None,
+    properties: Iterable[str] | None = None,
+    seeds: int = 5,
+) -> CheckReport:
+    """Check a reader's implementation of a loss against lossbook's, and say what is wrong.
+
+    ``candidate`` is called like the registered loss ``reference``: the same
+    positional inputs, the same keyword hyperparameters and ``reduction=``.
+    The checks, in order:
+
+    * **signature**: it accepts those arguments (nothing else runs if not);
+    * **value**: it matches the reference on ``seeds`` random batches, for every reduction;
+    * **gradient**: autograd through it matches the reference's gradient;
+    * **dtype**: float32 in gives float32 out;
+    * **inputs untouched**: it does not modify its inputs in place;
+    * **extreme inputs**: on the reference's extreme inputs (saturated logits,
+      huge residuals) value and gradient are finite and close to the reference;
+    * **property**: every property in ``properties`` (default: those the
+      reference's card claims) holds, probed as in the package's own tests.
+
+    ``reference_kwargs`` are hyperparameters the reference gets but the
+    candidate does not, for an exercise that implements one fixed case
+    (e.g. ``{"kind": "logistic"}`` of :func:`lossbook.surrogates.margin_loss`).
+
+    Example:
+        >>> def my_mse(input, target, *, reduction="mean"):
+        ...     loss = (input - target) ** 2
+        ...     return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
+        >>> report = check_loss(my_mse, "mse_loss")
+        >>> report.passed
+        True
+        >>> print(check_loss(lambda x, y, *, reduction="mean": (x - y).abs().mean(), "mse_loss").failures[0])
+        Finding(check='value', passed=False, detail="reduction='none': output shape () but the reference's is (6, 3)")
+    """
+    ref = get(reference) if isinstance(reference, str) else reference
+    fixed = dict(reference_kwargs or {})
+    ref, subject = _pair_of_specs(ref, candidate, fixed)
+    report = CheckReport(getattr(candidate, "__name__", repr(candidate)), ref.name, [])
+    add = report.findings.append
+
+    signature = _run(lambda: _check_signature(subject, ref))
+    add(Finding("signature", signature is None, signature or "accepts the inputs, the hyperparameters and reduction="))
+    if signature is not None:
+        return report
+    for name, check in (("value", lambda: _check_values(subject, ref, seeds)),
+                        ("gradient", lambda: _check_gradients(subject, ref, min(seeds, 3))),
+                        ("dtype", lambda: _check_dtype(subject)),
+                        ("inputs untouched", lambda: _check_inputs_untouched(subject)),
+                        ("extreme inputs", lambda: _check_extreme(subject, ref))):
+        problem = _run(check)
+        add(Finding(name, problem is None, problem or _PASSED[name].format(seeds=seeds)))
+    claims = ref.properties if properties is None else frozenset(properties)
+    for prop in sorted(claims):
+        probe = probe_for(prop, ref.inputs)
+        if probe is None:
+            add(Finding(f"property {prop}", False, f"no probe for {prop!r} on {ref.inputs} inputs"))
+            continue
+        problem = _run(lambda: probe(subject))
+        add(Finding(f"property {prop}", problem is None, problem or "holds"))
+    return report
+
+
+_PASSED = {
+    "value": "matches on {seeds} random batches for every reduction",
+    "gradient": "autograd gradient matches the reference's",
+    "dtype": "float32 in, float32 out",
+    "inputs untouched": "inputs are not modified in place",
+    "extreme inputs": "finite and close to the reference on the extreme inputs",
+}
+
+
+def _pair_of_specs(ref: LossSpec, candidate: Callable[..., torch.Tensor],
+                   fixed: dict[str, Any]) -> tuple[LossSpec, LossSpec]:
+    """The reference and the candidate as specs that draw the same samples, ``fixed`` bound to the reference."""
+    def drop_fixed(make: Callable[..., Sample] | None) -> Callable[..., Sample] | None:
+        if make is None:
+            return None
+
+        def sample(gen: torch.Generator, dtype: torch.dtype, device: torch.device) -> Sample:
+            s = make(gen, dtype, device)
+            return Sample(s.args, {k: v for k, v in s.kwargs.items() if k not in fixed}, s.grad_args)
+        return sample
+
+    unknown = set(fixed) - set(draw(ref).kwargs) - _keywords(ref.fn)
+    if unknown:
+        raise TypeError(f"{ref.name} has no hyperparameters {sorted(unknown)}")
+    ref_fn = functools.partial(ref.fn, **fixed) if fixed else ref.fn
+    common = dict(sample=drop_fixed(ref.sample), extreme=drop_fixed(ref.extreme))
+    return (dataclasses.replace(ref, fn=ref_fn, **common),
+            dataclasses.replace(ref, fn=candidate, **common))
+
+
+def _keywords(fn: Callable[..., Any]) -> set[str]:
+    import inspect
+    return {k for k, p in inspect.signature(fn).parameters.items() if p.kind is p.KEYWORD_ONLY}
+
+
+def _run(check: Callable[[], str | None]) -> str | None:
+    """Run one check: ``None`` when it passes, otherwise what went wrong (an exception is a failure too)."""
+    try:
+        return check()
+    except PropertyViolation as exc:
+        return str(exc)
+    except Exception as exc:  # the reader's code may raise anything: report it, do not crash
+        return f"raised {type(exc).__name__}: {exc}"
+
+
+def _check_signature(subject: LossSpec, ref: LossSpec) -> str | None:
+    s = draw(subject)
+    try:
+        call(subject, s, reduction=ref.reductions[-1])
+    except TypeError as exc:
+        names = ", ".join([f"{len(s.args)} positional tensors", *[f"{k}=" for k in s.kwargs], "reduction="])
+        return f"calling it with {names} raised TypeError: {exc}"
+    return None
+
+
+def _fmt(t: torch.Tensor) -> str:
+    t = t.detach().double().cpu()
+    return f"{float(t):.4g}" if t.dim() == 0 else "[" + ", ".join(f"{float(v):.4g}" for v in t.flatten()) + "]"
+
+
+def _where(sample: Sample, shape: torch.Size, idx: tuple[int, ...]) -> str:
+    """The inputs behind output element ``idx``: the matching element or row of each argument."""
+    parts = []
+    for i, a in enumerate(sample.args):
+        if idx and tuple(a.shape[:len(idx)]) == tuple(shape):
+            parts.append(f"argument {i} = {_fmt(a[idx])}")
+    return f" (at index {idx}: {', '.join(parts)})" if parts else (f" (at index {idx})" if idx else "")
+
+
+def _compare(got: torch.Tensor, want: torch.Tensor, what: str, sample: Sample,
+             rtol: float, atol: float) -> str | None:
+    if not isinstance(got, torch.Tensor):
+        return f"{what}: returned {type(got).__name__}, not a tensor"
+    if got.shape != want.shape:
+        return f"{what}: output shape {tuple(got.shape)} but the reference's is {tuple(want.shape)}"
+    got, want = got.detach().double(), want.detach().double()
+    bad = ~torch.isclose(got, want, rtol=rtol, atol=atol, equal_nan=False)
+    if not bad.any():
+        return None
+    idx = tuple(int(i) for i in bad.nonzero()[0]) if got.dim() else ()
+    return (f"{what}: got {_fmt(got[idx])}, expected {_fmt(want[idx])}"
+            f"{_where(sample, got.shape, idx)}")
+
+
+def _check_values(subject: LossSpec, ref: LossSpec, seeds: int) -> str | None:
+    for seed in range(seeds):
+        s = draw(ref, seed=seed)
+        for reduction in ref.reductions:
+            problem = _compare(call(subject, s, reduction=reduction), call(ref, s, reduction=reduction),
+                               f"reduction={reduction!r}", s, rtol=max(ref.rtol, 1e-6), atol=max(ref.atol, 1e-8))
+            if problem:
+                return problem
+    return None
+
+
+def _gradients(spec: LossSpec, sample: Sample, reduction: str) -> list[torch.Tensor | None]:
+    s = with_grad(sample)
+    out = call(spec, s, reduction=reduction)
+    inputs = [s.args[i] for i in s.grad_args]
+    return list(torch.autograd.grad(out, inputs, allow_unused=True))
+
+
+def _check_gradients(subject: LossSpec, ref: LossSpec, seeds: int) -> str | None:
+    reduction = "sum" if "sum" in ref.reductions else ref.reductions[-1]
+    for seed in range(seeds):
+        s = draw(ref, seed=seed)
+        try:
+            got = _gradients(subject, s, reduction)
+        except RuntimeError as exc:
+            return f"backward failed (is the output detached from the input?): {exc}"
+        want = _gradients(ref, s, reduction)
+        for i, g, w in zip(s.grad_args, got, want):
+            if g is None:
+                return f"no gradient reaches argument {i}: is it detached, or computed outside torch?"
+            problem = _compare(g, w, f"d loss / d argument {i}", s, rtol=1e-5, atol=1e-7)
+            if problem:
+                return problem
+    return None
+
+
+def _check_dtype(subject: LossSpec) -> str | None:
+    s = draw(subject, dtype=torch.float32)
+    out = call(subject, s, reduction=subject.reductions[-1])
+    if out.dtype != torch.float32:
+        return f"float32 inputs gave a {out.dtype} result: keep the input's dtype"
+    return None
+
+
+def _check_inputs_untouched(subject: LossSpec) -> str | None:
+    s = draw(subject)
+    before = [a.clone() for a in s.args]
+    call(subject, s, reduction=subject.reductions[0])
+    for i, (a, b) in enumerate(zip(s.args, before)):
+        if not torch.equal(a, b):
+            return f"argument {i} was modified in place: work on a copy (e.g. avoid `x -= ...`, `x.clamp_()`)"
+    return None
+
+
+def _check_extreme(subject: LossSpec, ref: LossSpec) -> str | None:
+    if ref.extreme is None:
+        return None
+    gen = torch.Generator().manual_seed(0)
+    s = ref.extreme(gen, torch.float32, torch.device("cpu"))
+    # Only the hyperparameters the candidate is asked to take (an extreme sample may switch on an option).
+    asked = draw(ref).kwargs
+    s = Sample(s.args, {k: v for k, v in s.kwargs.items() if k in asked}, s.grad_args)
+    reduction = "none" if "none" in ref.reductions else ref.reductions[0]
+    g = with_grad(s)
+    out = call(subject, g, reduction=reduction)
+    if not torch.isfinite(out).all():
+        idx = tuple(int(i) for i in (~torch.isfinite(out)).nonzero()[0]) if out.dim() else ()
+        return f"non-finite loss {_fmt(out[idx])}{_where(s, out.shape, idx)}: compute in log space"
+    out.sum().backward()
+    for i in s.grad_args:
+        grad = g.args[i].grad
+        if grad is not None and not torch.isfinite(grad).all():
+            idx = tuple(int(j) for j in (~torch.isfinite(grad)).nonzero()[0])
+            return f"non-finite gradient {_fmt(grad[idx])} for argument {i}{_where(s, grad.shape, idx)}"
+    want = call(ref, s, reduction=reduction)
+    return _compare(out, want, "value", s, rtol=1e-3, atol=1e-3)
