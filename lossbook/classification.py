@@ -36,7 +36,7 @@ from lossbook.utils import HALF_DTYPES, check_reduction, reduce_loss, to_compute
 __all__ = [
     "cross_entropy", "focal_loss", "sigmoid_focal_loss", "poly1_loss", "poly_loss", "poly1_focal_loss",
     "squentropy_loss", "rescaled_square_loss", "ldr_kl_loss", "crammer_singer_loss", "weston_watkins_loss",
-    "logit_adjusted_cross_entropy", "posthoc_logit_adjust", "log1m_softmax",
+    "logit_adjusted_cross_entropy", "posthoc_logit_adjust", "log1m_softmax", "log1m_softmax_at",
     "CrossEntropyLoss", "FocalLoss", "SigmoidFocalLoss", "Poly1Loss", "PolyLoss", "Poly1FocalLoss",
     "SquentropyLoss", "RescaledSquareLoss", "LDRKLLoss", "CrammerSingerLoss", "WestonWatkinsLoss",
     "LogitAdjustedCrossEntropyLoss",
@@ -115,6 +115,29 @@ def log1m_softmax(z: torch.Tensor, dim: int = -1) -> torch.Tensor:
     safe = torch.where(is_top, torch.full_like(logp, -1.0), logp)
     out = torch.where(is_top, lse_rest - lse, torch.log1p(-torch.exp(safe)))
     return out.movedim(-1, dim)
+
+
+def log1m_softmax_at(z: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r""":math:`\log p_t` and :math:`\log(1 - p_t)` of the target class only, for ``(M, C)`` logits.
+
+    :math:`\log(1-p_t) = \operatorname{logsumexp}_{k\ne t} z_k - \operatorname{logsumexp}_k z_k`,
+    exact as :math:`p_t \to 1`; where :math:`p_t \le \tfrac12` the form ``log1p(-p_t)``
+    is used, which is accurate there. Two log-sum-exps over the logits: the index-target losses
+    that need only the target's :math:`1 - p_t` (Poly-1, focal, MAE, RCE) skip the
+    per-class work of :func:`log1m_softmax`.
+
+    Example:
+        >>> log_pt, log_1m_pt = log1m_softmax_at(torch.tensor([[1e4, 0.0]]), torch.tensor([0]))
+        >>> log_1m_pt
+        tensor([-10000.])
+    """
+    lse = torch.logsumexp(z, -1)
+    log_pt = z.gather(-1, target[:, None]).squeeze(-1) - lse
+    rest = torch.logsumexp(z.scatter(-1, target[:, None], -math.inf), -1)
+    small = log_pt < -math.log(2.0)
+    # The where-NaN trap: the branch not taken must have a finite gradient too.
+    safe = torch.where(small, log_pt, torch.full_like(log_pt, -1.0))
+    return log_pt, torch.where(small, torch.log1p(-torch.exp(safe)), rest - lse)
 
 
 def _check_epsilon_like(value: float, name: str) -> None:
@@ -200,7 +223,7 @@ def focal_loss(input: torch.Tensor, target: torch.Tensor, *, gamma: float = 2.0,
     r"""Softmax focal loss :math:`-\alpha_y (1-p_y)^\gamma \log p_y`.
 
     The modulating factor is computed as :math:`\exp(\gamma\log(1-p_y))` with
-    :math:`\log(1-p_y)` from :func:`log1m_softmax` (a log-sum-exp over the
+    :math:`\log(1-p_y)` from :func:`log1m_softmax_at` (a log-sum-exp over the
     other classes), so the loss and its gradient are finite for every
     :math:`\gamma \ge 0` — including :math:`\gamma < 1`, where
     :math:`(1-p)^\gamma` has an infinite slope at :math:`p = 1` — even for
@@ -223,8 +246,17 @@ def focal_loss(input: torch.Tensor, target: torch.Tensor, *, gamma: float = 2.0,
     V.check_nonnegative(gamma, "gamma")
     check_reduction(reduction)
     a = _alpha_factor(alpha, z)
-    terms = _focal_terms(z, float(gamma)) * a
-    return _finish(_pick(terms, t), shape, input, reduction)
+    if t.is_floating_point():
+        return _finish(_pick(_focal_terms(z, float(gamma)) * a, t), shape, input, reduction)
+    log_pt, log_1m_pt = log1m_softmax_at(z, t)
+    return _finish(_focal_at_target(log_pt, log_1m_pt, t, float(gamma), a), shape, input, reduction)
+
+
+def _focal_at_target(log_pt: torch.Tensor, log_1m_pt: torch.Tensor, t: torch.Tensor, gamma: float,
+                     a: torch.Tensor | float) -> torch.Tensor:
+    """The focal term of the target class only (index targets), times its class weight."""
+    loss = -log_pt if gamma == 0 else -torch.exp(gamma * log_1m_pt) * log_pt
+    return loss * (a[t] if isinstance(a, torch.Tensor) else a)
 
 
 def sigmoid_focal_loss(input: torch.Tensor, target: torch.Tensor, *, gamma: float = 2.0,
@@ -296,8 +328,9 @@ def poly_loss(input: torch.Tensor, target: torch.Tensor, *, epsilons: Sequence[f
 
     With :math:`\epsilon_j = -1/j` for :math:`j \le N` it is cross-entropy
     without its first :math:`N` Taylor terms, :math:`\sum_{j>N}\frac1j(1-p_t)^j`.
-    :math:`(1-p_t)^j` is :math:`\exp(j\log(1-p_t))` with an accurate
-    :math:`\log(1-p_t)`.
+    For index targets every term is a function of :math:`-\log p_t`, taken from the fused
+    cross-entropy kernel, with :math:`1-p_t` = ``-expm1(log p_t)``; the integer powers
+    :math:`j \ge 1` keep the derivative finite where :math:`p_t` rounds to 1.
 
     Args:
         epsilons: the coefficients :math:`\epsilon_1, \dots, \epsilon_N`.
@@ -314,17 +347,25 @@ def poly_loss(input: torch.Tensor, target: torch.Tensor, *, epsilons: Sequence[f
     for j, e in enumerate(eps):
         _check_epsilon_like(e, f"epsilons[{j}]")
     check_reduction(reduction)
-    logp = F.log_softmax(z, -1)
-    ce = -_pick(logp, t)
     if t.is_floating_point():
+        logp = F.log_softmax(z, -1)
+        ce = -_pick(logp, t)
         # p_t = Σ q_k p_k; clamped below 1 so that log1p keeps a finite gradient.
         log_1m_pt = torch.log1p(-_pick(logp.exp(), t).clamp(max=1.0 - torch.finfo(z.dtype).eps))
-    else:
-        log_1m_pt = _pick(log1m_softmax(z), t)
+        loss = ce
+        for j, e in enumerate(eps, start=1):
+            if e != 0.0:
+                loss = loss + e * torch.exp(j * log_1m_pt)
+        return _finish(loss, shape, input, reduction)
+    # Index targets: every term is a function of -log p_t, which the fused cross-entropy kernel
+    # gives (and differentiates) at the cost of one pass; (1 - p_t)^j with integer j >= 1 has a
+    # finite derivative even where p_t rounds to 1.
+    ce = F.cross_entropy(z, t, reduction="none")
+    one_m_pt = -torch.expm1(-ce)
     loss = ce
     for j, e in enumerate(eps, start=1):
         if e != 0.0:
-            loss = loss + e * torch.exp(j * log_1m_pt)
+            loss = loss + e * one_m_pt**j
     return _finish(loss, shape, input, reduction)
 
 
@@ -347,8 +388,8 @@ def poly1_focal_loss(input: torch.Tensor, target: torch.Tensor, *, epsilon: floa
     _check_epsilon_like(epsilon, "epsilon")
     check_reduction(reduction)
     a = _alpha_factor(alpha, z)
-    focal = _pick(_focal_terms(z, float(gamma)) * a, t)
-    loss = focal + epsilon * torch.exp((gamma + 1.0) * _pick(log1m_softmax(z), t))
+    log_pt, log_1m_pt = log1m_softmax_at(z, t)
+    loss = _focal_at_target(log_pt, log_1m_pt, t, float(gamma), a) + epsilon * torch.exp((gamma + 1.0) * log_1m_pt)
     return _finish(loss, shape, input, reduction)
 
 
@@ -357,6 +398,11 @@ def poly1_focal_loss(input: torch.Tensor, target: torch.Tensor, *, epsilon: floa
 
 def _off_target_mask(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return torch.ones_like(z, dtype=torch.bool).scatter(-1, t[:, None], False)
+
+
+def _off_target_square_sum(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    r""":math:`\sum_{k\ne y} z_k^2` (the target's logit zeroed, not subtracted: no cancellation)."""
+    return z.scatter(-1, t[:, None], 0.0).square().sum(-1)
 
 
 def squentropy_loss(input: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean") -> torch.Tensor:
@@ -380,8 +426,8 @@ def squentropy_loss(input: torch.Tensor, target: torch.Tensor, *, reduction: str
     num_classes = z.shape[-1]
     if num_classes < 2:
         raise ValueError(f"squentropy needs at least 2 classes, got C={num_classes}")
-    ce = -F.log_softmax(z, -1).gather(-1, t[:, None]).squeeze(-1)
-    sq = (z.square() * _off_target_mask(z, t)).sum(-1) / (num_classes - 1)
+    ce = F.cross_entropy(z, t, reduction="none")
+    sq = _off_target_square_sum(z, t) / (num_classes - 1)
     return _finish(ce + sq, shape, input, reduction)
 
 
@@ -405,7 +451,7 @@ def rescaled_square_loss(input: torch.Tensor, target: torch.Tensor, *, k: float 
     V.check_positive(M, "M")
     check_reduction(reduction)
     zy = z.gather(-1, t[:, None]).squeeze(-1)
-    loss = (k * (zy - M).square() + (z.square() * _off_target_mask(z, t)).sum(-1)) / z.shape[-1]
+    loss = (k * (zy - M).square() + _off_target_square_sum(z, t)) / z.shape[-1]
     return _finish(loss, shape, input, reduction)
 
 
@@ -415,7 +461,8 @@ def rescaled_square_loss(input: torch.Tensor, target: torch.Tensor, *, k: float 
 def _margins(z: torch.Tensor, t: torch.Tensor, margin: float) -> torch.Tensor:
     r""":math:`\delta_{k,y} + z_k - z_y` with :math:`\delta_{k,y} = c\,\mathbb 1[k\ne y]`."""
     zy = z.gather(-1, t[:, None])
-    return z - zy + margin * _off_target_mask(z, t).to(z.dtype)
+    # (z_k + c) everywhere, then z_y at the target: minus z_y gives exactly 0 there
+    return (z + margin).scatter(-1, t[:, None], zy) - zy
 
 
 def ldr_kl_loss(input: torch.Tensor, target: torch.Tensor, *, lam: float = 1.0, margin: float = 0.0,
@@ -478,8 +525,10 @@ def crammer_singer_loss(input: torch.Tensor, target: torch.Tensor, *, margin: fl
     z, t, shape = _flatten(input, target)
     _check_epsilon_like(margin, "margin")
     check_reduction(reduction)
-    m = _margins(z, t, float(margin)).masked_fill(~_off_target_mask(z, t), -math.inf)
-    loss = m.amax(-1).clamp_min(0.0) if z.shape[-1] > 1 else z.new_zeros(z.shape[0])
+    # max_{k != y} (c + z_k - z_y): the target's logit masked out, one reduction over the row
+    worst = z.scatter(-1, t[:, None], -math.inf).amax(-1)
+    zy = z.gather(-1, t[:, None]).squeeze(-1)
+    loss = (worst + float(margin) - zy).clamp_min(0.0) if z.shape[-1] > 1 else z.new_zeros(z.shape[0])
     return _finish(loss, shape, input, reduction)
 
 
@@ -498,7 +547,7 @@ def weston_watkins_loss(input: torch.Tensor, target: torch.Tensor, *, margin: fl
     z, t, shape = _flatten(input, target)
     _check_epsilon_like(margin, "margin")
     check_reduction(reduction)
-    loss = (_margins(z, t, float(margin)).clamp_min(0.0) * _off_target_mask(z, t)).sum(-1)
+    loss = _margins(z, t, float(margin)).clamp_min(0.0).sum(-1)  # the target's margin is exactly 0
     return _finish(loss, shape, input, reduction)
 
 

@@ -565,10 +565,10 @@ def z_loss(logits: torch.Tensor, target: torch.Tensor, *, a: float = 1.0, b: flo
         raise ValueError(f"b must be a finite number, got {b!r}")
     check_reduction(reduction)
     o = to_compute_dtype(logits)
-    mu = o.mean(-1, keepdim=True)
-    var = (o - mu).square().mean(-1, keepdim=True)
-    sigma = var.clamp_min(torch.finfo(o.dtype).tiny).sqrt()
-    zc = ((o - mu) / sigma).gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    centred = o - o.mean(-1, keepdim=True)
+    sigma = (centred * centred).mean(-1).clamp_min(torch.finfo(o.dtype).tiny).sqrt()
+    # only the target's standardised score is needed: no (N, C) standardised copy
+    zc = centred.gather(-1, target.unsqueeze(-1)).squeeze(-1) / sigma
     loss = F.softplus(a * (b - zc)) / a
     return _finish(loss, logits, reduction, weight)
 

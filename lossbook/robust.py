@@ -106,6 +106,11 @@ def corrupt_labels(y: torch.Tensor, rate: float, *, kind: str = "symmetric", num
 # --------------------------------------------------------------------------- symmetric and bounded losses
 
 
+def _one_minus_pt(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """:math:`1 - p_t` as ``-expm1(log p_t)``, with :math:`\\log p_t` from the fused cross-entropy kernel."""
+    return -torch.expm1(-F.cross_entropy(z, t, reduction="none"))
+
+
 def mae_prob_loss(input: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean") -> torch.Tensor:
     r"""MAE between the one-hot label and the softmax: :math:`\|e_y - p\|_1 = 2(1 - p_y)`.
 
@@ -113,7 +118,8 @@ def mae_prob_loss(input: torch.Tensor, target: torch.Tensor, *, reduction: str =
     tolerant to symmetric label noise with :math:`\eta < (C-1)/C`, and bounded
     in :math:`[0, 2]`; but it underfits, because its gradient
     :math:`-2p_y(e_y - p)` vanishes on hard samples. (Not the regression MAE.)
-    :math:`1-p_y` is computed as :math:`\exp\log(1-p_y)` (accurate near :math:`p_y = 1`).
+    :math:`1-p_y` is ``-expm1(log p_y)``, with :math:`\log p_y` from the fused cross-entropy
+    kernel: one pass over the logits, and a finite gradient where :math:`p_y` rounds to 1.
 
     Reference: Ghosh, Kumar & Sastry (2017), *Robust Loss Functions under Label Noise for Deep Neural Networks*.
 
@@ -123,7 +129,7 @@ def mae_prob_loss(input: torch.Tensor, target: torch.Tensor, *, reduction: str =
     """
     z, t, shape = _flatten(input, target)
     check_reduction(reduction)
-    loss = 2.0 * torch.exp(log1m_softmax(z).gather(-1, t[:, None]).squeeze(-1))
+    loss = 2.0 * _one_minus_pt(z, t)
     return _finish(loss, shape, input, reduction)
 
 
@@ -154,7 +160,7 @@ def gce_loss(input: torch.Tensor, target: torch.Tensor, *, q: float = 0.7, trunc
     if truncation is not None:
         V.check_open_unit(truncation, "truncation")
     check_reduction(reduction)
-    logp_y = F.log_softmax(z, -1).gather(-1, t[:, None]).squeeze(-1)
+    logp_y = -F.cross_entropy(z, t, reduction="none")
     loss = -torch.expm1(q * logp_y) / q
     if truncation is not None:
         loss = loss.clamp(max=(1.0 - truncation ** q) / q)
@@ -185,7 +191,7 @@ def rce_loss(input: torch.Tensor, target: torch.Tensor, *, log_zero: float = LOG
     z, t, shape = _flatten(input, target)
     _check_log_zero(log_zero)
     check_reduction(reduction)
-    loss = -log_zero * torch.exp(log1m_softmax(z).gather(-1, t[:, None]).squeeze(-1))
+    loss = -log_zero * _one_minus_pt(z, t)
     return _finish(loss, shape, input, reduction)
 
 
@@ -211,8 +217,8 @@ def sce_loss(input: torch.Tensor, target: torch.Tensor, *, alpha: float = 0.1, b
     V.check_nonnegative(beta, "beta")
     _check_log_zero(log_zero)
     check_reduction(reduction)
-    ce = -F.log_softmax(z, -1).gather(-1, t[:, None]).squeeze(-1)
-    rce = -log_zero * torch.exp(log1m_softmax(z).gather(-1, t[:, None]).squeeze(-1))
+    ce = F.cross_entropy(z, t, reduction="none")
+    rce = -log_zero * -torch.expm1(-ce)
     return _finish(alpha * ce + beta * rce, shape, input, reduction)
 
 

@@ -105,6 +105,24 @@ def test_log1m_softmax_matches_float64_direct_formula():
     torch.testing.assert_close(got, torch.tensor(math.log(2.0) - 30.0), rtol=1e-6, atol=1e-6)
 
 
+@given(scale=st.floats(0.1, 50.0), seed=st.integers(0, 2**16))
+def test_log1m_softmax_at_is_log1m_softmax_at_the_target(scale, seed):
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(7, 5, generator=gen, dtype=torch.float64) * scale
+    y = torch.randint(0, 5, (7,), generator=gen)
+    log_pt, log_1m_pt = C.log1m_softmax_at(z, y)
+    torch.testing.assert_close(log_pt, F.log_softmax(z, -1).gather(1, y[:, None]).squeeze(1))
+    torch.testing.assert_close(log_1m_pt, C.log1m_softmax(z).gather(1, y[:, None]).squeeze(1))
+
+
+def test_log1m_softmax_at_saturated_logits_has_finite_gradients():
+    z = torch.tensor([[1e4, -1e4, 0.0], [-1e4, 1e4, 0.0], [30.0, 0.0, 0.0]], requires_grad=True)
+    log_pt, log_1m_pt = C.log1m_softmax_at(z, torch.tensor([0, 0, 0]))
+    torch.testing.assert_close(log_1m_pt[2].detach(), torch.tensor(math.log(2.0) - 30.0), rtol=1e-6, atol=1e-6)
+    (log_pt + log_1m_pt).sum().backward()
+    assert torch.isfinite(log_1m_pt).all() and torch.isfinite(z.grad).all()
+
+
 def test_focal_alpha_semantics():
     z, y = logits()
     base = C.focal_loss(z, y, gamma=2.0, reduction="none")
