@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import math
 from typing import Any, Callable, Iterable
 
@@ -93,6 +94,8 @@ def probe_bounded(spec: LossSpec) -> None:
 def _residual_loss(spec: LossSpec, r: torch.Tensor) -> torch.Tensor:
     """Per-element loss of residuals ``r`` against a zero target."""
     s = draw(spec)
+    if spec.inputs == "series":  # one series of len(r) steps: series losses reduce over the last dimension
+        return spec.fn(r[None], torch.zeros_like(r)[None], **s.kwargs, reduction="none")
     if spec.inputs == "quantiles":
         q = len(s.kwargs["quantiles"])
         return spec.fn(r[:, None].expand(-1, q), torch.zeros_like(r), **s.kwargs, reduction="none")
@@ -335,7 +338,7 @@ def check_loss(
 
     * **signature**: it accepts those arguments (nothing else runs if not);
     * **value**: it matches the reference on ``seeds`` random batches, for every reduction;
-    * **gradient**: autograd through it matches the reference's gradient;
+    * **gradient**: autograd through it matches the reference's gradient, for every reduction;
     * **dtype**: float32 in gives float32 out;
     * **inputs untouched**: it does not modify its inputs in place;
     * **extreme inputs**: on the reference's extreme inputs (saturated logits,
@@ -346,6 +349,7 @@ def check_loss(
     ``reference_kwargs`` are hyperparameters the reference gets but the
     candidate does not, for an exercise that implements one fixed case
     (e.g. ``{"kind": "logistic"}`` of :func:`lossbook.surrogates.margin_loss`).
+    A claimed property that the reference itself lacks in that case is skipped.
 
     Example:
         >>> def my_mse(input, target, *, reduction="mean"):
@@ -357,10 +361,14 @@ def check_loss(
         >>> print(check_loss(lambda x, y, *, reduction="mean": (x - y).abs().mean(), "mse_loss").failures[0])
         Finding(check='value', passed=False, detail="reduction='none': output shape () but the reference's is (6, 3)")
     """
+    if isinstance(properties, str):
+        raise TypeError(f"properties must be a list of names, e.g. [{properties!r}], not a string")
+    if not (isinstance(seeds, int) and seeds >= 1):
+        raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
     ref = get(reference) if isinstance(reference, str) else reference
     fixed = dict(reference_kwargs or {})
     ref, subject = _pair_of_specs(ref, candidate, fixed)
-    report = CheckReport(getattr(candidate, "__name__", repr(candidate)), ref.name, [])
+    report = CheckReport(_name_of(candidate), ref.name, [])
     add = report.findings.append
 
     signature = _run(lambda: _check_signature(subject, ref))
@@ -373,12 +381,18 @@ def check_loss(
                         ("inputs untouched", lambda: _check_inputs_untouched(subject)),
                         ("extreme inputs", lambda: _check_extreme(subject, ref))):
         problem = _run(check)
-        add(Finding(name, problem is None, problem or _PASSED[name].format(seeds=seeds)))
+        detail = problem or _PASSED[name].format(seeds=seeds)
+        if name == "extreme inputs" and ref.extreme is None:
+            detail = "none registered for this loss, nothing to check"
+        add(Finding(name, problem is None, detail))
     claims = ref.properties if properties is None else frozenset(properties)
     for prop in sorted(claims):
         probe = probe_for(prop, ref.inputs)
         if probe is None:
             add(Finding(f"property {prop}", False, f"no probe for {prop!r} on {ref.inputs} inputs"))
+            continue
+        if fixed and _run(lambda: probe(ref)) is not None:
+            add(Finding(f"property {prop}", True, f"not checked: the reference lacks it with {fixed}"))
             continue
         problem = _run(lambda: probe(subject))
         add(Finding(f"property {prop}", problem is None, problem or "holds"))
@@ -387,11 +401,20 @@ def check_loss(
 
 _PASSED = {
     "value": "matches on {seeds} random batches for every reduction",
-    "gradient": "autograd gradient matches the reference's",
+    "gradient": "autograd gradient matches the reference's for every reduction",
     "dtype": "float32 in, float32 out",
     "inputs untouched": "inputs are not modified in place",
     "extreme inputs": "finite and close to the reference on the extreme inputs",
 }
+
+
+def _name_of(candidate: Callable[..., Any]) -> str:
+    """A name that is the same in every run (no memory addresses: reports are compared by nbval)."""
+    for obj in (candidate, getattr(candidate, "func", None)):
+        name = getattr(obj, "__name__", None)
+        if isinstance(name, str):
+            return name
+    return type(candidate).__name__
 
 
 def _pair_of_specs(ref: LossSpec, candidate: Callable[..., torch.Tensor],
@@ -416,7 +439,6 @@ def _pair_of_specs(ref: LossSpec, candidate: Callable[..., torch.Tensor],
 
 
 def _keywords(fn: Callable[..., Any]) -> set[str]:
-    import inspect
     return {k for k, p in inspect.signature(fn).parameters.items() if p.kind is p.KEYWORD_ONLY}
 
 
@@ -433,10 +455,14 @@ def _run(check: Callable[[], str | None]) -> str | None:
 def _check_signature(subject: LossSpec, ref: LossSpec) -> str | None:
     s = draw(subject)
     try:
-        call(subject, s, reduction=ref.reductions[-1])
+        signature = inspect.signature(subject.fn)
+    except (TypeError, ValueError):  # no introspectable signature (some builtins): let the calls tell
+        return None
+    try:
+        signature.bind(*s.args, **s.kwargs, reduction=ref.reductions[-1])
     except TypeError as exc:
         names = ", ".join([f"{len(s.args)} positional tensors", *[f"{k}=" for k in s.kwargs], "reduction="])
-        return f"calling it with {names} raised TypeError: {exc}"
+        return f"it cannot be called with {names}: {exc}"
     return None
 
 
@@ -454,10 +480,17 @@ def _where(sample: Sample, shape: torch.Size, idx: tuple[int, ...]) -> str:
     return f" (at index {idx}: {', '.join(parts)})" if parts else (f" (at index {idx})" if idx else "")
 
 
+def _not_a_tensor(out: Any, what: str) -> str | None:
+    if isinstance(out, torch.Tensor):
+        return None
+    return f"{what}: returned {type(out).__name__}, not a torch.Tensor (keep the computation in torch)"
+
+
 def _compare(got: torch.Tensor, want: torch.Tensor, what: str, sample: Sample,
              rtol: float, atol: float) -> str | None:
-    if not isinstance(got, torch.Tensor):
-        return f"{what}: returned {type(got).__name__}, not a tensor"
+    problem = _not_a_tensor(got, what)
+    if problem:
+        return problem
     if got.shape != want.shape:
         return f"{what}: output shape {tuple(got.shape)} but the reference's is {tuple(want.shape)}"
     got, want = got.detach().double(), want.detach().double()
@@ -469,12 +502,18 @@ def _compare(got: torch.Tensor, want: torch.Tensor, what: str, sample: Sample,
             f"{_where(sample, got.shape, idx)}")
 
 
+def _fresh(sample: Sample) -> Sample:
+    """Copies of the inputs, so that a candidate that edits them in place cannot change the reference's."""
+    return Sample(tuple(a.clone() for a in sample.args), sample.kwargs, sample.grad_args)
+
+
 def _check_values(subject: LossSpec, ref: LossSpec, seeds: int) -> str | None:
     for seed in range(seeds):
         s = draw(ref, seed=seed)
         for reduction in ref.reductions:
-            problem = _compare(call(subject, s, reduction=reduction), call(ref, s, reduction=reduction),
-                               f"reduction={reduction!r}", s, rtol=max(ref.rtol, 1e-6), atol=max(ref.atol, 1e-8))
+            want = call(ref, s, reduction=reduction)
+            problem = _compare(call(subject, _fresh(s), reduction=reduction), want, f"reduction={reduction!r}", s,
+                               rtol=max(ref.rtol, 1e-6), atol=max(ref.atol, 1e-8))
             if problem:
                 return problem
     return None
@@ -483,31 +522,41 @@ def _check_values(subject: LossSpec, ref: LossSpec, seeds: int) -> str | None:
 def _gradients(spec: LossSpec, sample: Sample, reduction: str) -> list[torch.Tensor | None]:
     s = with_grad(sample)
     out = call(spec, s, reduction=reduction)
+    if not isinstance(out, torch.Tensor):
+        raise PropertyViolation(_not_a_tensor(out, f"reduction={reduction!r}"))
+    if not out.requires_grad:
+        raise PropertyViolation(f"reduction={reduction!r}: the result does not depend on the inputs through "
+                                "autograd: is it detached (.item(), .detach(), numpy) somewhere?")
     inputs = [s.args[i] for i in s.grad_args]
-    return list(torch.autograd.grad(out, inputs, allow_unused=True))
+    # per-element outputs: weight them 1, 2, 3, 1, ... so that every element's gradient counts
+    upstream = (torch.arange(out.numel(), device=out.device) % 3 + 1).to(out.dtype).reshape(out.shape)
+    return list(torch.autograd.grad(out, inputs, grad_outputs=upstream, allow_unused=True))
 
 
 def _check_gradients(subject: LossSpec, ref: LossSpec, seeds: int) -> str | None:
-    reduction = "sum" if "sum" in ref.reductions else ref.reductions[-1]
     for seed in range(seeds):
         s = draw(ref, seed=seed)
-        try:
-            got = _gradients(subject, s, reduction)
-        except RuntimeError as exc:
-            return f"backward failed (is the output detached from the input?): {exc}"
-        want = _gradients(ref, s, reduction)
-        for i, g, w in zip(s.grad_args, got, want):
-            if g is None:
-                return f"no gradient reaches argument {i}: is it detached, or computed outside torch?"
-            problem = _compare(g, w, f"d loss / d argument {i}", s, rtol=1e-5, atol=1e-7)
-            if problem:
-                return problem
+        for reduction in ref.reductions:
+            want = _gradients(ref, s, reduction)
+            try:
+                got = _gradients(subject, s, reduction)
+            except RuntimeError as exc:
+                return f"reduction={reduction!r}: backward failed: {exc}"
+            for i, g, w in zip(s.grad_args, got, want):
+                if g is None:
+                    return f"reduction={reduction!r}: no gradient reaches argument {i}: is it detached?"
+                problem = _compare(g, w, f"reduction={reduction!r}, d loss / d argument {i}", s, rtol=1e-5, atol=1e-7)
+                if problem:
+                    return problem
     return None
 
 
 def _check_dtype(subject: LossSpec) -> str | None:
     s = draw(subject, dtype=torch.float32)
     out = call(subject, s, reduction=subject.reductions[-1])
+    problem = _not_a_tensor(out, "float32 inputs")
+    if problem:
+        return problem
     if out.dtype != torch.float32:
         return f"float32 inputs gave a {out.dtype} result: keep the input's dtype"
     return None
@@ -523,25 +572,37 @@ def _check_inputs_untouched(subject: LossSpec) -> str | None:
     return None
 
 
+def _nonfinite_hint(values: torch.Tensor) -> str:
+    return ("NaN: look for 0/0, inf - inf or 0 * inf" if torch.isnan(values).any()
+            else "overflow: compute in log space")
+
+
 def _check_extreme(subject: LossSpec, ref: LossSpec) -> str | None:
     if ref.extreme is None:
         return None
     gen = torch.Generator().manual_seed(0)
     s = ref.extreme(gen, torch.float32, torch.device("cpu"))
-    # Only the hyperparameters the candidate is asked to take (an extreme sample may switch on an option).
-    asked = draw(ref).kwargs
-    s = Sample(s.args, {k: v for k, v in s.kwargs.items() if k in asked}, s.grad_args)
+    # The candidate's hyperparameters: those of the regular sample, overridden by the extreme
+    # sample's (which may switch on an option the candidate was not asked to implement).
+    # (Tensor hyperparameters are shaped for their own sample, so they are not carried over.)
+    asked = {k: v for k, v in draw(ref).kwargs.items() if not isinstance(v, torch.Tensor)}
+    s = Sample(s.args, {**asked, **{k: v for k, v in s.kwargs.items() if k in draw(ref).kwargs}}, s.grad_args)
     reduction = "none" if "none" in ref.reductions else ref.reductions[0]
+    want = call(ref, s, reduction=reduction)
     g = with_grad(s)
     out = call(subject, g, reduction=reduction)
+    problem = _not_a_tensor(out, "extreme inputs")
+    if problem:
+        return problem
     if not torch.isfinite(out).all():
         idx = tuple(int(i) for i in (~torch.isfinite(out)).nonzero()[0]) if out.dim() else ()
-        return f"non-finite loss {_fmt(out[idx])}{_where(s, out.shape, idx)}: compute in log space"
-    out.sum().backward()
+        return f"non-finite loss {_fmt(out[idx])}{_where(s, out.shape, idx)}: {_nonfinite_hint(out)}"
+    if out.requires_grad:
+        out.sum().backward()
     for i in s.grad_args:
         grad = g.args[i].grad
         if grad is not None and not torch.isfinite(grad).all():
             idx = tuple(int(j) for j in (~torch.isfinite(grad)).nonzero()[0])
-            return f"non-finite gradient {_fmt(grad[idx])} for argument {i}{_where(s, grad.shape, idx)}"
-    want = call(ref, s, reduction=reduction)
+            return (f"non-finite gradient {_fmt(grad[idx])} for argument {i}{_where(s, grad.shape, idx)}: "
+                    f"{_nonfinite_hint(grad)}")
     return _compare(out, want, "value", s, rtol=1e-3, atol=1e-3)

@@ -122,9 +122,10 @@ def log1m_softmax_at(z: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tenso
 
     :math:`\log(1-p_t) = \operatorname{logsumexp}_{k\ne t} z_k - \operatorname{logsumexp}_k z_k`,
     exact as :math:`p_t \to 1`; where :math:`p_t \le \tfrac12` the form ``log1p(-p_t)``
-    is used, which is accurate there. Two log-sum-exps over the logits: the index-target losses
-    that need only the target's :math:`1 - p_t` (Poly-1, focal, MAE, RCE) skip the
-    per-class work of :func:`log1m_softmax`.
+    is used, which is accurate there. Two log-sum-exps over the logits: focal and Poly-1 focal
+    with index targets, which need :math:`(1-p_t)^\gamma` for possibly fractional :math:`\gamma`,
+    skip the per-class work of :func:`log1m_softmax`. (Losses with integer powers of
+    :math:`1-p_t`, such as Poly-:math:`N`, MAE and RCE, only need ``-expm1(log p_t)``.)
 
     Example:
         >>> log_pt, log_1m_pt = log1m_softmax_at(torch.tensor([[1e4, 0.0]]), torch.tensor([0]))
@@ -759,7 +760,7 @@ def _ref_la_ce(input, target, class_prior, tau=1.0):
 def _sigmoid_sample(gen, dtype, device):
     x = torch.randn(5, 3, generator=gen, dtype=torch.float64) * 2
     t = (torch.rand(5, 3, generator=gen, dtype=torch.float64) > 0.5).to(torch.float64)
-    return Sample((x.to(dtype=dtype, device=device), t.to(dtype=dtype, device=device)), {"gamma": 1.5, "alpha": 0.25})
+    return Sample((x.to(dtype=dtype, device=device), t.to(dtype=dtype, device=device)), {"gamma": 1.5, "alpha": 0.4})
 
 
 def _sigmoid_extreme(gen, dtype, device):
@@ -816,7 +817,7 @@ register(poly_loss, module=PolyLoss, chapter=_CH, section="sec-classification-po
          formula=r"-\log p_t+\sum_{j\le N}\epsilon_j(1-p_t)^j", summary="Poly-N: perturb the first N Taylor coefficients of CE")
 register(poly1_focal_loss, module=Poly1FocalLoss, chapter=_CH, section="sec-classification-poly", inputs="logits",
          output_range=_POS, properties={"nonnegative"}, gradient="exact", reference=_ref_poly1_focal,
-         reference_name="float64 numpy focal + ε(1-p_t)^(γ+1)", sample=_logits_sample(epsilon=1.0, gamma=0.5),
+         reference_name="float64 numpy focal + ε(1-p_t)^(γ+1)", sample=_logits_sample(epsilon=1.5, gamma=0.5),
          extreme=_extreme_logits(epsilon=1.0, gamma=0.5), errors=(_LABEL_ERR, _NEG_GAMMA, _DTYPE_ERR),
          formula=r"-(1-p_t)^\gamma\log p_t+\epsilon(1-p_t)^{\gamma+1}", summary="Poly-1 applied to the focal series")
 register(squentropy_loss, module=SquentropyLoss, chapter=_CH, section="sec-classification-square", inputs="logits",
@@ -842,17 +843,17 @@ register(ldr_kl_loss, module=LDRKLLoss, chapter=_CH, section="sec-classification
 register(crammer_singer_loss, module=CrammerSingerLoss, chapter=_CH, section="sec-classification-ldr",
          inputs="logits", output_range=_POS, properties={"convex", "nonnegative"}, gradient="subgradient",
          reference=_ref_crammer_singer, reference_name="float64 numpy max(0, max_{k≠y}(c+z_k-z_y))",
-         sample=_logits_sample(margin=1.0), extreme=_extreme_logits(margin=1.0), errors=(_LABEL_ERR, _DTYPE_ERR),
+         sample=_logits_sample(margin=0.7), extreme=_extreme_logits(margin=1.0), errors=(_LABEL_ERR, _DTYPE_ERR),
          formula=r"\max(0,\max_{k\ne y}(c+z_k-z_y))", summary="multiclass SVM hinge (Crammer–Singer)")
 register(weston_watkins_loss, module=WestonWatkinsLoss, chapter=_CH, section="sec-classification-ldr",
          inputs="logits", output_range=_POS, properties={"convex", "nonnegative"}, gradient="subgradient",
          reference=_ref_weston_watkins, reference_name="float64 numpy Σ_{k≠y} max(0, c+z_k-z_y)",
-         sample=_logits_sample(margin=1.0), extreme=_extreme_logits(margin=1.0), errors=(_LABEL_ERR, _DTYPE_ERR),
+         sample=_logits_sample(margin=0.7), extreme=_extreme_logits(margin=1.0), errors=(_LABEL_ERR, _DTYPE_ERR),
          formula=r"\sum_{k\ne y}\max(0,c+z_k-z_y)", summary="multiclass SVM hinge (Weston–Watkins)")
 register(logit_adjusted_cross_entropy, module=LogitAdjustedCrossEntropyLoss, chapter=_CH,
          section="sec-classification-la", inputs="logits", output_range=_POS, properties={"convex", "nonnegative"},
          gradient="exact", reference=_ref_la_ce, reference_name="float64 scipy CE of z + τ log π",
-         sample=_la_sample(tau=1.0), extreme=_la_extreme,
+         sample=_la_sample(tau=0.8), extreme=_la_extreme,
          errors=(_LABEL_ERR,
                  ErrorCase("non-positive prior", lambda s: Sample(s.args, {**s.kwargs, "class_prior": -s.kwargs["class_prior"]}),
                            ValueError, r"class_prior must be positive"),

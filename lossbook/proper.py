@@ -929,14 +929,14 @@ register(spherical_score, module=SphericalScoreLoss, chapter=_CH, section="sec-p
          summary="spherical score; Bayes risk = -||η||")
 register(focal_score, module=FocalScoreLoss, chapter=_CH, section="sec-proper-focal", inputs="probabilities",
          output_range=_POS, properties={"nonnegative"}, gradient="exact", reference=_ref_focal,
-         reference_name="float64 numpy -(1-q_y)^γ log q_y", sample=_prob_sample(gamma=2.0),
+         reference_name="float64 numpy -(1-q_y)^γ log q_y", sample=_prob_sample(gamma=1.5),
          extreme=_prob_extreme(gamma=2.0), weighted=True,
          errors=(ErrorCase("negative gamma", _bad_kwarg(gamma=-1.0), ValueError, r"gamma must be a finite number >= 0"),),
          formula=r"-(1-q_y)^\gamma\log q_y", summary="focal loss on probabilities: not proper")
 register(fenchel_young_loss, module=FenchelYoungLoss, chapter=_CH, section="sec-proper-fy", inputs="logits",
          output_range=_POS, properties={"convex", "nonnegative", "classification-calibrated"}, gradient="exact",
          reference=_ref_entmax_loss, reference_name="entmax.entmax_bisect_loss (float64)",
-         sample=logits_sample(scale=1.5, regularizer="tsallis", alpha=1.5), extreme=_logit_extreme(regularizer="tsallis"),
+         sample=logits_sample(scale=1.5, regularizer="tsallis", alpha=1.3), extreme=_logit_extreme(regularizer="tsallis"),
          weighted=True, compile=False,
          errors=(ErrorCase("unknown regularizer", _bad_kwarg(regularizer="renyi"), ValueError,
                            r"regularizer must be one of 'shannon'"),

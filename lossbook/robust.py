@@ -854,7 +854,7 @@ def _ref_aldr(input, target, lam, lam0=1.0, alpha=2.0, margin=1.0):
 def _aldr_sample(gen, dtype, device):
     s = _sample()(gen, dtype, device)
     lam = (torch.rand(6, generator=gen, dtype=torch.float64) * 0.8 + 0.4).to(dtype=dtype, device=device)
-    return Sample((*s.args, lam), {"lam0": 1.0, "alpha": 2.0, "margin": 1.0}, grad_args=(0, 2))
+    return Sample((*s.args, lam), {"lam0": 0.8, "alpha": 3.0, "margin": 0.5}, grad_args=(0, 2))
 
 
 def _aldr_extreme(gen, dtype, device):
@@ -907,7 +907,7 @@ register(rce_loss, module=RCELoss, chapter=_CH, section="sec-robust-symmetric", 
          formula=r"-\sum_k p_k\log q_k=-A(1-p_y)", summary="reverse cross-entropy; symmetric")
 register(sce_loss, module=SCELoss, chapter=_CH, section="sec-robust-symmetric", inputs="logits",
          output_range=(0.0, math.inf), properties={"nonnegative"}, gradient="exact", reference=_ref_sce,
-         reference_name="float64 numpy αCE + β·official RCE", sample=_sample(alpha=0.3, beta=1.0), extreme=_extreme(),
+         reference_name="float64 numpy αCE + β·official RCE", sample=_sample(alpha=0.3, beta=0.8), extreme=_extreme(),
          errors=(_LABEL_ERR,), formula=r"\alpha\,\mathrm{CE}+\beta\,\mathrm{RCE}", summary="symmetric cross-entropy")
 register(normalized_ce_loss, module=NormalizedCELoss, chapter=_CH, section="sec-robust-normalized", inputs="logits",
          output_range=(0.0, 1.0), properties=_SYM, gradient="exact", reference=_ref_nce,
@@ -915,7 +915,7 @@ register(normalized_ce_loss, module=NormalizedCELoss, chapter=_CH, section="sec-
          formula=r"\log p_y/\sum_k\log p_k", summary="normalized CE; sums to 1 over the labels")
 register(normalized_focal_loss, module=NormalizedFocalLoss, chapter=_CH, section="sec-robust-normalized",
          inputs="logits", output_range=(0.0, 1.0), properties=_SYM, gradient="exact", reference=_ref_nfl,
-         reference_name="float64 numpy normalized focal", sample=_sample(gamma=0.5), extreme=_extreme(gamma=0.5),
+         reference_name="float64 numpy normalized focal", sample=_sample(gamma=0.8), extreme=_extreme(gamma=0.8),
          errors=(_LABEL_ERR,), formula=r"\frac{(1-p_y)^\gamma\log p_y}{\sum_k(1-p_k)^\gamma\log p_k}",
          summary="normalized focal loss")
 register(apl_loss, module=APLLoss, chapter=_CH, section="sec-robust-apl", inputs="logits",

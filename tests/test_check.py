@@ -7,6 +7,8 @@ probe that cannot fail.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import pathlib
 
 import nbformat
@@ -14,7 +16,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lossbook.check import PROPERTY_PROBES, CheckReport, check_loss, probe_for
+from lossbook import classification as C
+from lossbook import surrogates as S
+from lossbook.check import PROPERTY_PROBES, CheckReport, check_loss, draw, probe_for
 from lossbook.registry import all_losses, get
 from lossbook.utils import reduce_loss
 
@@ -104,7 +108,15 @@ def test_wrong_reduction_is_named():
 def test_missing_reduction_keyword_stops_at_the_signature():
     report = check_loss(lambda x, y, *, delta=1.0: huber(x, y, delta=delta), "huber_loss")
     assert [f.check for f in report.findings] == ["signature"]
-    assert "reduction=" in report.failures[0].detail and "TypeError" in report.failures[0].detail
+    assert "reduction=" in report.failures[0].detail and "unexpected keyword" in report.failures[0].detail
+
+
+def test_an_error_in_the_body_is_a_value_failure_not_a_signature_failure():
+    def transposed(input, target, *, reduction="mean"):
+        return reduce_loss((input - target.T) ** 2, reduction)
+    report = check_loss(transposed, "mse_loss")
+    assert report.findings[0].passed and "value" in failed(report)
+    assert "RuntimeError" in next(f.detail for f in report.failures if f.check == "value")
 
 
 def test_detached_or_numpy_computation_has_no_gradient():
@@ -135,6 +147,39 @@ def test_wrong_gradient_with_the_right_value_is_caught():
     assert "d loss / d argument 0" in report.failures[0].detail
 
 
+def test_a_mean_cut_off_from_autograd_is_a_gradient_failure():
+    def item_mean(input, target, *, reduction="mean"):
+        loss = (input - target) ** 2
+        return torch.tensor(loss.mean().item()) if reduction == "mean" else reduce_loss(loss, reduction)
+    report = check_loss(item_mean, "mse_loss")
+    assert failed(report) == ["gradient"]
+    assert "reduction='mean'" in report.failures[0].detail and "detached" in report.failures[0].detail
+
+
+def test_a_hard_coded_hyperparameter_is_caught():
+    def ww_margin_one(input, target, *, margin=1.0, reduction="mean"):
+        zy = input.gather(1, target[:, None])
+        return reduce_loss(torch.relu(1.0 + input - zy).sum(1) - 1.0, reduction)  # ignores margin
+    assert "value" in failed(check_loss(ww_margin_one, "weston_watkins_loss"))
+
+
+# Registered samples use non-default hyperparameters, so that a candidate which ignores one
+# (and so always uses the default) fails the value check.
+SAMPLE_AT_DEFAULT = {("gce_loss", "q"): "the card states the range [0, 1/q] at the default q"}
+
+
+def test_registered_samples_do_not_use_default_hyperparameters():
+    at_default = []
+    for spec in all_losses():
+        params = inspect.signature(spec.fn).parameters
+        for key, value in draw(spec).kwargs.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or key not in params:
+                continue
+            if params[key].default == value and (spec.name, key) not in SAMPLE_AT_DEFAULT:
+                at_default.append(f"{spec.name}: {key}={value}")
+    assert not at_default, f"samples at the default value: {at_default}"
+
+
 def test_upcasting_to_float64_is_a_dtype_failure():
     report = check_loss(lambda x, y, *, reduction="mean": reduce_loss((x.double() - y.double()) ** 2, reduction),
                         "mse_loss")
@@ -157,6 +202,52 @@ def test_an_exception_inside_the_candidate_is_a_finding_not_a_crash():
     assert report.failures[0].detail == "raised ValueError: float32 not supported"
     with pytest.raises(AssertionError, match="2 of 9 checks failed"):
         report.raise_if_failed()
+
+
+def test_correct_candidates_with_other_defaults_or_names_pass_with_a_stable_report():
+    def my_focal(z, y, *, gamma=2.0, alpha=0.25, reduction="mean"):  # torchvision-style default alpha
+        return C.focal_loss(z, y, gamma=gamma, alpha=alpha, reduction=reduction)
+    assert check_loss(my_focal, "focal_loss").passed
+
+    partial = functools.partial(huber)
+    report = check_loss(partial, "huber_loss")
+    assert report.passed and str(report).startswith("check_loss: huber against")
+
+    class Huber:
+        def __call__(self, input, target, *, delta=1.0, reduction="mean"):
+            return huber(input, target, delta=delta, reduction=reduction)
+    assert str(check_loss(Huber(), "huber_loss")).startswith("check_loss: Huber against")
+
+
+def test_series_candidates_reducing_over_the_time_axis_pass():
+    def rmse(input, target, *, reduction="mean"):
+        return reduce_loss(((input - target) ** 2).mean(dim=1).sqrt(), reduction)
+    report = check_loss(rmse, "rmse")
+    assert report.passed, str(report)
+    assert next(f.detail for f in report.findings if f.check == "extreme inputs").startswith("none registered")
+
+
+def test_properties_the_reference_lacks_in_a_fixed_case_are_not_checked():
+    def savage(z, *, reduction="mean"):
+        return S.margin_loss(z, kind="savage", reduction=reduction)
+    report = check_loss(savage, "margin_loss", reference_kwargs={"kind": "savage"})
+    assert report.passed
+    assert next(f.detail for f in report.findings if f.check == "property convex").startswith("not checked")
+
+
+def test_non_tensor_results_are_reported():
+    def as_numpy(input, target, *, reduction="mean"):
+        return (input - target).detach().numpy() ** 2
+    report = check_loss(as_numpy, "mse_loss")
+    assert "not a torch.Tensor" in next(f.detail for f in report.failures if f.check == "value")
+    assert "not a torch.Tensor" in next(f.detail for f in report.failures if f.check == "dtype")
+
+
+def test_bad_arguments_to_the_checker_are_errors():
+    with pytest.raises(TypeError, match="list of names"):
+        check_loss(huber, "huber_loss", properties="convex")
+    with pytest.raises(ValueError, match="seeds"):
+        check_loss(huber, "huber_loss", seeds=0)
 
 
 # --------------------------------------------------------------------------- property probes can fail
