@@ -22,6 +22,7 @@ import dataclasses
 import functools
 import inspect
 import math
+import textwrap
 from typing import Any, Callable, Iterable
 
 import torch
@@ -309,7 +310,9 @@ class CheckReport:
 
     def __str__(self) -> str:
         lines = [f"check_loss: {self.subject} against lossbook's {self.reference}"]
-        lines += [f"  {'ok  ' if f.passed else 'FAIL'}  {f.check}: {f.detail}" for f in self.findings]
+        for f in self.findings:  # wrapped to fit a notebook cell or a book page
+            lines += textwrap.wrap(f"{f.check}: {f.detail}", width=80, initial_indent=f"  {'ok  ' if f.passed else 'FAIL'}  ",
+                                   subsequent_indent=" " * 10, break_on_hyphens=False)
         n, bad = len(self.findings), len(self.failures)
         lines.append(f"all {n} checks passed" if not bad else f"{bad} of {n} checks failed")
         return "\n".join(lines)
