@@ -224,8 +224,9 @@ def focal_loss(input: torch.Tensor, target: torch.Tensor, *, gamma: float = 2.0,
     r"""Softmax focal loss :math:`-\alpha_y (1-p_y)^\gamma \log p_y`.
 
     The modulating factor is computed as :math:`\exp(\gamma\log(1-p_y))` with
-    :math:`\log(1-p_y)` from :func:`log1m_softmax_at` (a log-sum-exp over the
-    other classes), so the loss and its gradient are finite for every
+    :math:`\log(1-p_y)` from :func:`log1m_softmax_at` (:func:`log1m_softmax` for probability
+    targets; a log-sum-exp over the other classes where :math:`p > \tfrac12`), so the loss and
+    its gradient are finite for every
     :math:`\gamma \ge 0` — including :math:`\gamma < 1`, where
     :math:`(1-p)^\gamma` has an infinite slope at :math:`p = 1` — even for
     saturated logits. :math:`\gamma = 0` is cross-entropy.
