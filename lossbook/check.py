@@ -588,8 +588,9 @@ def _check_extreme(subject: LossSpec, ref: LossSpec) -> str | None:
     # The candidate's hyperparameters: those of the regular sample, overridden by the extreme
     # sample's (which may switch on an option the candidate was not asked to implement).
     # (Tensor hyperparameters are shaped for their own sample, so they are not carried over.)
-    asked = {k: v for k, v in draw(ref).kwargs.items() if not isinstance(v, torch.Tensor)}
-    s = Sample(s.args, {**asked, **{k: v for k, v in s.kwargs.items() if k in draw(ref).kwargs}}, s.grad_args)
+    regular = draw(ref).kwargs
+    asked = {k: v for k, v in regular.items() if not isinstance(v, torch.Tensor)}
+    s = Sample(s.args, {**asked, **{k: v for k, v in s.kwargs.items() if k in regular}}, s.grad_args)
     reduction = "none" if "none" in ref.reductions else ref.reductions[0]
     want = call(ref, s, reduction=reduction)
     g = with_grad(s)
