@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from lossbook import numerics
 from lossbook.plotting import apply_style
 from lossbook.utils import seed_everything
 
@@ -28,8 +29,16 @@ def setup(seed: int = 0, threads: int = 1) -> torch.Generator:
     synchronisation (and spin badly when the machine is busy), and a fixed thread count
     keeps float results identical between runs.
 
+    It also checks the pinned numerics (:mod:`lossbook.numerics`). They must be set
+    before torch is imported, so this function cannot set them; where they are not in
+    force it prints one line saying so and how to get the pinned kernel, and goes on.
+
     Returns a ``torch.Generator`` seeded with ``seed``.
     """
+    found = numerics.problems()
+    if found:
+        print(f"Numerics not pinned ({'; '.join(found)}): numbers may differ from the book's in the last "
+              f"digits, and trained models slightly more. To match them, {numerics.PIN_HELP}.")
     torch.set_num_threads(threads)
     torch.set_printoptions(precision=4, sci_mode=False)
     apply_style()
@@ -60,6 +69,42 @@ def mean_std(values: Sequence[float], digits: int = 3) -> str:
     vals = [float(v) for v in values]
     sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
     return f"{statistics.fmean(vals):.{digits}f} ± {sd:.{digits}f}"
+
+
+def assert_below(label: str, value: float, bound: float) -> None:
+    """Assert ``value < bound`` and print ``label < bound``.
+
+    For residuals at machine precision: their last digits depend on the CPU's code
+    paths, the bound does not, so the bound is what a chapter prints.
+    """
+    value = float(value)
+    assert value < bound, f"{label.strip()} = {value:.3g}, not below {bound:g}"
+    print(f"{label} < {bound:g}")
+
+
+def check_calibration(records: Sequence[tuple[str, int, str, float]],
+                      committed: dict[tuple[str, str], dict[int, float]], tol: float = 1e-4) -> None:
+    """Compare this run's ``(experiment, seed, quantity, value)`` records with the committed file.
+
+    Under the pinned numerics the run must reproduce every value within ``tol``
+    (an ``AssertionError`` names the first that does not). Elsewhere the float
+    paths differ, training amplifies the last bits, and the function prints the
+    differences and returns: the chapter's own claims are asserted separately.
+    """
+    def differs(exp, seed, quantity, value):
+        ref = committed.get((exp, quantity), {}).get(seed)
+        return ref is None or not abs(ref - value) < tol  # NaN differs
+
+    diffs = [(e, s, q, v) for e, s, q, v in records if differs(e, s, q, v)]
+    if numerics.pinned():
+        assert not diffs, f"not reproduced within {tol}: {diffs[0]}"
+        print(f"This run reproduces its {len(records)} values of the committed file within {tol:g}.")
+        return
+    print(f"Numerics not pinned: {len(diffs)} of {len(records)} values differ from the committed file "
+          f"by {tol:g} or more.")
+    for exp, seed, quantity, value in diffs:
+        ref = committed.get((exp, quantity), {}).get(seed)
+        print(f"  {exp} seed {seed} {quantity}: this run {value:.4f}, file {ref}")
 
 
 def is_static() -> bool:

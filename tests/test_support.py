@@ -150,3 +150,38 @@ def test_book_helpers(monkeypatch):
     widget = book.explorer({"huber": lambda r, d: huber_loss(r, torch.zeros_like(r), delta=d, reduction="none")},
                            param="delta", values=(0.1, 2.0, 0.1), init=1.0)
     assert widget is not None
+
+
+def test_setup_says_when_the_numerics_are_not_pinned(monkeypatch, capsys):
+    monkeypatch.setattr(book.numerics, "problems", lambda: ["not set: MKL_CBWR=COMPATIBLE"])
+    book.setup(seed=0)
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "MKL_CBWR=COMPATIBLE" in out and "tools/dev.py env" in out
+    monkeypatch.setattr(book.numerics, "problems", lambda: [])
+    book.setup(seed=0)
+    assert capsys.readouterr().out == ""
+
+
+def test_check_calibration_is_strict_only_under_the_pins(monkeypatch, capsys):
+    committed = {("E1", "acc"): {0: 0.5, 1: 0.6}}
+    same, moved = [("E1", 0, "acc", 0.50001)], [("E1", 0, "acc", 0.52), ("E1", 0, "missing", 1.0)]
+    monkeypatch.setattr(book.numerics, "pinned", lambda: True)
+    book.check_calibration(same, committed)
+    assert "reproduces its 1 values" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="not reproduced within 0.0001"):
+        book.check_calibration(moved, committed)
+    with pytest.raises(AssertionError):
+        book.check_calibration([("E1", 0, "acc", float("nan"))], committed)
+    monkeypatch.setattr(book.numerics, "pinned", lambda: False)
+    book.check_calibration(moved, committed)  # reports, does not raise
+    out = capsys.readouterr().out
+    assert "2 of 2 values differ" in out and "this run 0.5200, file 0.5" in out and "missing" in out
+
+
+def test_assert_below_prints_the_bound_not_the_digits(capsys):
+    book.assert_below("max |autograd - derived|", 1.1e-16, 1e-12)
+    assert capsys.readouterr().out == "max |autograd - derived| < 1e-12\n"
+    with pytest.raises(AssertionError, match="not below 1e-12"):
+        book.assert_below("err", 1e-9, 1e-12)
+    with pytest.raises(AssertionError):
+        book.assert_below("err", float("nan"), 1e-12)
