@@ -109,9 +109,9 @@ def _resample_rows(t: torch.Tensor, rows: int, g: torch.Generator) -> torch.Tens
 def build(spec: LossSpec, size: str, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
           seed: int = 0) -> Built:
     """The registered sample of ``spec`` scaled to ``size``; raises :class:`Unsupported` for unknown kinds."""
-    layout = LAYOUTS.get(spec.inputs)
+    layout = LAYOUTS.get(spec.input_kind)
     if layout is None:
-        raise Unsupported(f"no size-aware builder for input kind {spec.inputs!r} (add one to benchmarks/inputs.py)")
+        raise Unsupported(f"no size-aware builder for input kind {spec.input_kind!r} (add one to benchmarks/inputs.py)")
     g = torch.Generator().manual_seed(seed)
     base = spec.sample(torch.Generator().manual_seed(seed), torch.float64, torch.device("cpu"))
     if layout == "hidden":
@@ -125,7 +125,7 @@ def build(spec: LossSpec, size: str, dtype: torch.dtype = torch.float32, device:
     else:
         other = math.prod(x0.shape[1:]) if x0.dim() >= 2 else 1
         new_rows, new_cols = max(1, rows * cols // other), None
-    classes = new_cols if spec.inputs in CLASS_KINDS else None
+    classes = new_cols if spec.input_kind in CLASS_KINDS else None
 
     def scale(t):
         if not isinstance(t, torch.Tensor):

@@ -252,14 +252,14 @@ def accuracy(spec: LossSpec, ref: Reference, sample: Sample) -> tuple[float | No
 
 
 def bench_loss(spec: LossSpec, size: str, dev: Device, args) -> dict:
-    row = {"loss": spec.name, "chapter": spec.chapter, "kind": spec.inputs, "size": size}
+    row = {"loss": spec.name, "chapter": spec.chapter, "kind": spec.input_kind, "size": size}
     try:
         built = build(spec, size, torch.float32, dev.device)
     except Unsupported as exc:
         return {**row, "status": "skip", "note": str(exc)}
     sample = as_leaves(built.sample)
-    ref = reference_for(spec.name, spec.inputs, sample)
-    target = target_for(ref, spec.inputs)
+    ref = reference_for(spec.name, spec.input_kind, sample)
+    target = target_for(ref, spec.input_kind)
     row.update(shape=built.shape, category=ref.category, reference=ref.label, target=target)
     notes = []
     lb, rf = _callables(spec, ref, sample)
@@ -515,7 +515,7 @@ def main(argv=None) -> int:
             try:
                 row = bench_loss(spec, size, dev, args)
             except Exception as exc:
-                row = {"loss": spec.name, "chapter": spec.chapter, "kind": spec.inputs, "size": size,
+                row = {"loss": spec.name, "chapter": spec.chapter, "kind": spec.input_kind, "size": size,
                        "status": "error", "note": f"{type(exc).__name__}: {exc}"[:200]}
                 if os.environ.get("LOSSBOOK_BENCH_DEBUG"):
                     traceback.print_exc()

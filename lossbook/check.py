@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
+from lossbook.kinds import KINDS
 from lossbook.registry import LossSpec, Sample, get
 
 # --------------------------------------------------------------------------- samples
@@ -95,9 +96,9 @@ def probe_bounded(spec: LossSpec) -> None:
 def _residual_loss(spec: LossSpec, r: torch.Tensor) -> torch.Tensor:
     """Per-element loss of residuals ``r`` against a zero target."""
     s = draw(spec)
-    if spec.inputs == "series":  # one series of len(r) steps: series losses reduce over the last dimension
+    if spec.input_kind == "series":  # one series of len(r) steps: series losses reduce over the last dimension
         return spec.fn(r[None], torch.zeros_like(r)[None], **s.kwargs, reduction="none")
-    if spec.inputs == "quantiles":
+    if spec.input_kind == "quantiles":
         q = len(s.kwargs["quantiles"])
         return spec.fn(r[:, None].expand(-1, q), torch.zeros_like(r), **s.kwargs, reduction="none")
     return spec.fn(r, torch.zeros_like(r), **s.kwargs, reduction="none")
@@ -122,15 +123,15 @@ def probe_convex_regression(spec: LossSpec) -> None:
                  f"the chord's {float(chord.flatten()[gap.argmax()]):.4g}")
 
 
-def probe_symmetric_regression(spec: LossSpec) -> None:
+def probe_even_regression(spec: LossSpec) -> None:
     r = torch.linspace(-5, 5, 41, dtype=torch.float64)
     pos, neg = _residual_loss(spec, r), _residual_loss(spec, -r)
     i = int((pos - neg).abs().flatten().argmax())
-    _require(torch.allclose(pos, neg), f"not symmetric: the loss at residual r = {float(r[i % len(r)]):.3g} "
+    _require(torch.allclose(pos, neg), f"not even: the loss at residual r = {float(r[i % len(r)]):.3g} "
              f"is {float(pos.flatten()[i]):.4g} but at -r it is {float(neg.flatten()[i]):.4g}")
 
 
-def probe_robust_regression(spec: LossSpec) -> None:
+def probe_bounded_influence_regression(spec: LossSpec) -> None:
     # Bounded influence: the derivative stops growing; a residual of 1e6 gets (almost) no
     # larger gradient than the largest one over residuals in [-1e3, 1e3].
     def grad_at(r: torch.Tensor) -> torch.Tensor:
@@ -153,7 +154,7 @@ def probe_scale_free(spec: LossSpec) -> None:
              f"changes the loss from {float(before.flatten()[0]):.4g} to {float(after.flatten()[0]):.4g}")
 
 
-def probe_symmetric_logits(spec: LossSpec) -> None:
+def probe_label_symmetric_logits(spec: LossSpec) -> None:
     # The symmetry condition of noise-tolerant losses: the sum over all C labels is the same constant.
     totals = []
     for seed in range(3):
@@ -163,7 +164,7 @@ def probe_symmetric_logits(spec: LossSpec) -> None:
         totals.append(sum(spec.fn(z, y, *rest, **s.kwargs, reduction="none") for y in labels))
     totals = torch.cat(totals)
     _require(torch.allclose(totals, torch.full_like(totals, float(totals[0]))),
-             f"not symmetric: the sum of the loss over all labels varies between samples, from "
+             f"not label-symmetric: the sum of the loss over all labels varies between samples, from "
              f"{float(totals.min()):.4g} to {float(totals.max()):.4g}")
 
 
@@ -179,7 +180,7 @@ def probe_convex_in_input(spec: LossSpec) -> None:
 
     def point() -> torch.Tensor:
         step = torch.randn(x0.shape, generator=gen, dtype=x0.dtype) * 3
-        return -step.abs() if spec.inputs == "policy-paths" else x0 + step  # log-probabilities stay <= 0
+        return -step.abs() if spec.input_kind == "policy-paths" else x0 + step  # log-probabilities stay <= 0
 
     for _ in range(20):
         a, b = point(), point()
@@ -213,7 +214,7 @@ def expected_loss_minimizer(spec: LossSpec, eta: torch.Tensor, kwargs: dict[str,
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        rows = (torch.softmax(v, -1) if spec.inputs == "probabilities" else v).expand(c, c)
+        rows = (torch.softmax(v, -1) if spec.input_kind == "probabilities" else v).expand(c, c)
         loss = (eta * spec.fn(rows, classes, **kwargs, reduction="none")).sum()
         loss.backward()
         return loss
@@ -251,33 +252,61 @@ def probe_calibrated_logits(spec: LossSpec) -> None:
                  f"minimised by scores {_fmt(v)}, which predict class {int(v.argmax())}, not {int(eta.argmax())}")
 
 
-PROPERTY_PROBES: dict[tuple[str, str | None], Callable[[LossSpec], None]] = {
-    ("symmetric", "logits"): probe_symmetric_logits,
-    ("nonnegative", None): probe_nonnegative,
-    ("bounded", None): probe_bounded,
-    ("scale-free", None): probe_scale_free,
-    ("convex", "regression"): probe_convex_regression,
-    ("convex", "quantiles"): probe_convex_regression,
-    ("symmetric", "regression"): probe_symmetric_regression,
-    ("symmetric", "series"): probe_symmetric_regression,
-    ("robust", "regression"): probe_robust_regression,
-    ("robust", "quantiles"): probe_robust_regression,
-    ("convex", "margins"): probe_convex_in_input,
-    ("convex", "logits"): probe_convex_in_input,
-    ("convex", "policy-paths"): probe_convex_in_input,
-    ("classification-calibrated", "margins"): probe_calibrated_margins,
-    ("classification-calibrated", "logits"): probe_calibrated_logits,
-    ("proper", "probabilities"): probe_proper_probabilities,
+def probe_argument_symmetric(spec: LossSpec) -> None:
+    # Swapping prediction and target leaves every per-element loss unchanged.
+    for seed in range(3):
+        s = draw(spec, seed=seed)
+        x, y, *rest = s.args
+        red = "none" if "none" in spec.reductions else spec.reductions[0]
+        a = spec.fn(x, y, *rest, **s.kwargs, reduction=red)
+        b = spec.fn(y, x, *rest, **s.kwargs, reduction=red)
+        i = int((a - b).abs().flatten().argmax())
+        _require(torch.allclose(a, b), f"not argument-symmetric: swapping prediction and target changes the loss "
+                 f"from {float(a.flatten()[i]):.4g} to {float(b.flatten()[i]):.4g}")
+
+
+GENERIC_PROBES: dict[str, Callable[[LossSpec], None]] = {
+    "nonnegative": probe_nonnegative,
+    "bounded": probe_bounded,
+    "scale-free": probe_scale_free,
+    "argument-symmetric": probe_argument_symmetric,
 }
-"""``(property, input kind) -> probe``; ``None`` as the kind matches every kind.
+"""Probes that apply to every input kind.
+
+:meta hide-value:
+"""
+
+_KIND_PROBES: dict[str, dict[str, Callable[[LossSpec], None]]] = {
+    "binary-logits": {"convex": probe_convex_in_input},
+    "logits-only": {"convex": probe_convex_in_input},
+    "logits": {"label-symmetric": probe_label_symmetric_logits, "convex": probe_convex_in_input,
+               "classification-calibrated": probe_calibrated_logits},
+    "regression": {"convex": probe_convex_regression, "even": probe_even_regression,
+                   "bounded-influence": probe_bounded_influence_regression},
+    "quantiles": {"convex": probe_convex_regression, "bounded-influence": probe_bounded_influence_regression},
+    "series": {"even": probe_even_regression},
+    "margins": {"convex": probe_convex_in_input, "classification-calibrated": probe_calibrated_margins},
+    "policy-paths": {"convex": probe_convex_in_input},
+    "probabilities": {"proper": probe_proper_probabilities},
+}
+for _kind, _probes in _KIND_PROBES.items():
+    KINDS[_kind].probes.update(_probes)
+
+PROPERTY_PROBES: dict[tuple[str, str | None], Callable[[LossSpec], None]] = {
+    **{(prop, None): fn for prop, fn in GENERIC_PROBES.items()},
+    **{(prop, kind): fn for kind, rec in KINDS.items() for prop, fn in rec.probes.items()},
+}
+"""``(property, input kind) -> probe``, a flat view of :data:`GENERIC_PROBES` and the kinds' probes;
+``None`` as the kind matches every kind.
 
 :meta hide-value:
 """
 
 
-def probe_for(prop: str, inputs: str) -> Callable[[LossSpec], None] | None:
-    """The probe that checks ``prop`` on losses of input kind ``inputs`` (None if there is none)."""
-    return PROPERTY_PROBES.get((prop, inputs)) or PROPERTY_PROBES.get((prop, None))
+def probe_for(prop: str, input_kind: str) -> Callable[[LossSpec], None] | None:
+    """The probe that checks ``prop`` on losses of ``input_kind`` (None if there is none)."""
+    kind = KINDS.get(input_kind)
+    return (kind.probes.get(prop) if kind else None) or GENERIC_PROBES.get(prop)
 
 
 # --------------------------------------------------------------------------- the reader's check
@@ -390,9 +419,9 @@ def check_loss(
         add(Finding(name, problem is None, detail))
     claims = ref.properties if properties is None else frozenset(properties)
     for prop in sorted(claims):
-        probe = probe_for(prop, ref.inputs)
+        probe = probe_for(prop, ref.input_kind)
         if probe is None:
-            add(Finding(f"property {prop}", False, f"no probe for {prop!r} on {ref.inputs} inputs"))
+            add(Finding(f"property {prop}", False, f"no probe for {prop!r} on {ref.input_kind} inputs"))
             continue
         if fixed and _run(lambda: probe(ref)) is not None:
             add(Finding(f"property {prop}", True, f"not checked: the reference lacks it with {fixed}"))

@@ -630,7 +630,6 @@ LogitAdjustedCrossEntropyLoss = module_twin(logit_adjusted_cross_entropy, "Logit
 # References are float64 numpy/scipy oracles written from the formulas (or torch
 # built-ins where they exist), imported lazily.
 
-_CH = "classification"
 _POS = (0.0, math.inf)
 _REAL = (-math.inf, math.inf)
 
@@ -785,7 +784,7 @@ def _la_extreme(gen, dtype, device):
 
 _NEG_GAMMA = ErrorCase("negative gamma", _bad_kwarg(gamma=-1.0), ValueError, r"gamma must be a finite number >= 0")
 
-register(cross_entropy, module=CrossEntropyLoss, chapter=_CH, section="sec-classification-ce", inputs="logits",
+register(cross_entropy, module=CrossEntropyLoss, section="sec-classification-ce", input_kind="logits",
          output_range=_POS, properties={"convex", "classification-calibrated", "nonnegative"}, gradient="exact",
          reference=_ref_ce, reference_name="float64 scipy log_softmax, smoothed one-hot",
          sample=_logits_sample(label_smoothing=0.1), extreme=_extreme_logits(label_smoothing=0.1),
@@ -794,45 +793,45 @@ register(cross_entropy, module=CrossEntropyLoss, chapter=_CH, section="sec-class
                            r"label_smoothing must lie in \[0, 1\]")),
          formula=r"-\sum_k q_k\log p_k,\ q=(1-\epsilon)e_y+\epsilon/C",
          summary="softmax cross-entropy with label smoothing and class weights")
-register(focal_loss, module=FocalLoss, chapter=_CH, section="sec-classification-focal", inputs="logits",
+register(focal_loss, module=FocalLoss, section="sec-classification-focal", input_kind="logits",
          output_range=_POS, properties={"classification-calibrated", "nonnegative"}, gradient="exact", reference=_ref_focal,
          reference_name="float64 numpy -(1-p)^γ log p", sample=_logits_sample(gamma=0.5, alpha=0.25),
          extreme=_extreme_logits(gamma=0.5), errors=(_LABEL_ERR, _NEG_GAMMA),
          formula=r"-\alpha_y(1-p_y)^\gamma\log p_y", summary="down-weights well-classified samples")
-register(sigmoid_focal_loss, module=SigmoidFocalLoss, chapter=_CH, section="sec-classification-focal",
-         inputs="logits", output_range=_POS, properties={"nonnegative"}, gradient="exact",
+register(sigmoid_focal_loss, module=SigmoidFocalLoss, section="sec-classification-focal",
+         input_kind="binary-logits", output_range=_POS, properties={"nonnegative"}, gradient="exact",
          reference=_ref_sigmoid_focal, reference_name="float64 numpy (torchvision formula)", sample=_sigmoid_sample,
          extreme=_sigmoid_extreme, errors=(_NEG_GAMMA,
                                            ErrorCase("alpha > 1", _bad_kwarg(alpha=2.0), ValueError,
                                                      r"alpha must lie in \[0, 1\]")),
          formula=r"\alpha_t(1-p_t)^\gamma\,\mathrm{BCE}", summary="per-logit binary focal loss (RetinaNet)")
-register(poly1_loss, module=Poly1Loss, chapter=_CH, section="sec-classification-poly", inputs="logits",
+register(poly1_loss, module=Poly1Loss, section="sec-classification-poly", input_kind="logits",
          output_range=_POS, properties={"classification-calibrated", "nonnegative"}, gradient="exact", reference=_ref_poly,
          reference_name="float64 numpy CE + ε(1-p_t)", sample=_logits_sample(epsilon=2.0),
          extreme=_extreme_logits(epsilon=1.0), errors=(_LABEL_ERR,),
          formula=r"-\log p_t+\epsilon(1-p_t)", summary="CE with a perturbed leading polynomial coefficient")
-register(poly_loss, module=PolyLoss, chapter=_CH, section="sec-classification-poly", inputs="logits",
+register(poly_loss, module=PolyLoss, section="sec-classification-poly", input_kind="logits",
          output_range=_POS, properties={"nonnegative"}, gradient="exact", reference=_ref_poly,
          reference_name="float64 numpy CE + Σ ε_j(1-p_t)^j", sample=_logits_sample(epsilons=(-1.0, -0.5, 0.3)),
          extreme=_extreme_logits(epsilons=(-1.0, -0.5)), errors=(_LABEL_ERR,),
          formula=r"-\log p_t+\sum_{j\le N}\epsilon_j(1-p_t)^j", summary="Poly-N: perturb the first N Taylor coefficients of CE")
-register(poly1_focal_loss, module=Poly1FocalLoss, chapter=_CH, section="sec-classification-poly", inputs="logits",
+register(poly1_focal_loss, module=Poly1FocalLoss, section="sec-classification-poly", input_kind="logits",
          output_range=_POS, properties={"nonnegative"}, gradient="exact", reference=_ref_poly1_focal,
          reference_name="float64 numpy focal + ε(1-p_t)^(γ+1)", sample=_logits_sample(epsilon=1.5, gamma=0.5),
          extreme=_extreme_logits(epsilon=1.0, gamma=0.5), errors=(_LABEL_ERR, _NEG_GAMMA, _DTYPE_ERR),
          formula=r"-(1-p_t)^\gamma\log p_t+\epsilon(1-p_t)^{\gamma+1}", summary="Poly-1 applied to the focal series")
-register(squentropy_loss, module=SquentropyLoss, chapter=_CH, section="sec-classification-square", inputs="logits",
+register(squentropy_loss, module=SquentropyLoss, section="sec-classification-square", input_kind="logits",
          output_range=_POS, properties={"convex", "nonnegative"}, gradient="exact", reference=_ref_squentropy,
          reference_name="float64 numpy CE + mean off-target z²", sample=_logits_sample(),
          extreme=_extreme_logits(), errors=(_LABEL_ERR, _DTYPE_ERR),
          formula=r"-\log p_y+\frac1{C-1}\sum_{k\ne y}z_k^2", summary="CE plus the average squared wrong-class logit")
-register(rescaled_square_loss, module=RescaledSquareLoss, chapter=_CH, section="sec-classification-square",
-         inputs="logits", output_range=_POS, properties={"convex", "nonnegative"}, gradient="exact",
+register(rescaled_square_loss, module=RescaledSquareLoss, section="sec-classification-square",
+         input_kind="logits", output_range=_POS, properties={"convex", "nonnegative"}, gradient="exact",
          reference=_ref_rescaled_square, reference_name="float64 numpy rescaled square loss",
          sample=_logits_sample(k=2.0, M=3.0), extreme=_extreme_logits(k=1.0, M=1.0),
          errors=(_LABEL_ERR, ErrorCase("k <= 0", _bad_kwarg(k=0.0), ValueError, r"k must be a finite number > 0")),
          formula=r"\frac1C[k(z_y-M)^2+\sum_{k'\ne y}z_{k'}^2]", summary="square loss on the logits (Hui & Belkin)")
-register(ldr_kl_loss, module=LDRKLLoss, chapter=_CH, section="sec-classification-ldr", inputs="logits",
+register(ldr_kl_loss, module=LDRKLLoss, section="sec-classification-ldr", input_kind="logits",
          output_range=_REAL, properties={"convex"}, gradient="exact", reference=_ref_ldr_kl,
          reference_name="float64 scipy λ·logmeanexp(margins/λ)", sample=_logits_sample(lam=0.7, margin=1.0),
          extreme=_extreme_logits(lam=0.1, margin=1.0),
@@ -841,18 +840,18 @@ register(ldr_kl_loss, module=LDRKLLoss, chapter=_CH, section="sec-classification
                            r"logit_transform must be None or 'softplus_mean'")),
          formula=r"\lambda\log\frac1C\sum_k e^{(\delta_{k,y}+z_k-z_y)/\lambda}",
          summary="DRO over label distributions; temperature CE ↔ Crammer–Singer hinge")
-register(crammer_singer_loss, module=CrammerSingerLoss, chapter=_CH, section="sec-classification-ldr",
-         inputs="logits", output_range=_POS, properties={"convex", "nonnegative"}, gradient="subgradient",
+register(crammer_singer_loss, module=CrammerSingerLoss, section="sec-classification-ldr",
+         input_kind="logits", output_range=_POS, properties={"convex", "nonnegative"}, gradient="subgradient",
          reference=_ref_crammer_singer, reference_name="float64 numpy max(0, max_{k≠y}(c+z_k-z_y))",
          sample=_logits_sample(margin=0.7), extreme=_extreme_logits(margin=1.0), errors=(_LABEL_ERR, _DTYPE_ERR),
          formula=r"\max(0,\max_{k\ne y}(c+z_k-z_y))", summary="multiclass SVM hinge (Crammer–Singer)")
-register(weston_watkins_loss, module=WestonWatkinsLoss, chapter=_CH, section="sec-classification-ldr",
-         inputs="logits", output_range=_POS, properties={"convex", "nonnegative"}, gradient="subgradient",
+register(weston_watkins_loss, module=WestonWatkinsLoss, section="sec-classification-ldr",
+         input_kind="logits", output_range=_POS, properties={"convex", "nonnegative"}, gradient="subgradient",
          reference=_ref_weston_watkins, reference_name="float64 numpy Σ_{k≠y} max(0, c+z_k-z_y)",
          sample=_logits_sample(margin=0.7), extreme=_extreme_logits(margin=1.0), errors=(_LABEL_ERR, _DTYPE_ERR),
          formula=r"\sum_{k\ne y}\max(0,c+z_k-z_y)", summary="multiclass SVM hinge (Weston–Watkins)")
-register(logit_adjusted_cross_entropy, module=LogitAdjustedCrossEntropyLoss, chapter=_CH,
-         section="sec-classification-la", inputs="logits", output_range=_POS, properties={"convex", "nonnegative"},
+register(logit_adjusted_cross_entropy, module=LogitAdjustedCrossEntropyLoss, 
+         section="sec-classification-la", input_kind="logits", output_range=_POS, properties={"convex", "nonnegative"},
          gradient="exact", reference=_ref_la_ce, reference_name="float64 scipy CE of z + τ log π",
          sample=_la_sample(tau=0.8), extreme=_la_extreme,
          errors=(_LABEL_ERR,
@@ -1076,7 +1075,7 @@ def _extreme(g: torch.Generator, dtype: torch.dtype, device: torch.device) -> Sa
 
 
 register(linear_cross_entropy, module=LinearCrossEntropyLoss, chapter="classification",
-         section="sec-classification-ce", inputs="hidden", output_range=(0.0, math.inf),
+         section="sec-classification-ce", input_kind="hidden", output_range=(0.0, math.inf),
          properties={"nonnegative"}, gradient="exact", reference=_ref_linear_ce,
          reference_name="float64 F.cross_entropy(hidden @ weight.T + bias) (naive, materialised)",
          sample=_sample(label_smoothing=0.1, chunk_size=4), extreme=_extreme,

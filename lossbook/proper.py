@@ -779,7 +779,6 @@ from lossbook.registry import as_numpy as _np  # noqa: E402
 from lossbook.registry import with_kwargs as _bad_kwarg  # noqa: E402
 from lossbook.registry import logits_sample  # noqa: E402
 
-_CH = "proper"
 
 
 
@@ -912,28 +911,28 @@ _NOT_SIMPLEX = ErrorCase("probs not on the simplex", lambda s: Sample((s.args[0]
 _BAD_LABEL = ErrorCase("label out of range", lambda s: Sample((s.args[0], s.args[1] + 10), s.kwargs), ValueError,
                        r"target class indices must lie in \[0, 3\]")
 
-register(log_score, module=LogScoreLoss, chapter=_CH, section="sec-proper-scores", inputs="probabilities",
+register(log_score, module=LogScoreLoss, section="sec-proper-scores", input_kind="probabilities",
          output_range=_POS, properties={"proper", "nonnegative"}, gradient="exact", reference=_ref_log,
          reference_name="float64 scipy -xlogy(e_y, q)", sample=_prob_sample(), extreme=_prob_extreme(),
          weighted=True, errors=(_NOT_SIMPLEX, _BAD_LABEL), formula=r"-\log q_y",
          summary="logarithmic score; Bayes risk = Shannon entropy")
-register(brier_score, module=BrierScoreLoss, chapter=_CH, section="sec-proper-scores", inputs="probabilities",
+register(brier_score, module=BrierScoreLoss, section="sec-proper-scores", input_kind="probabilities",
          output_range=(0.0, 2.0), properties={"proper", "nonnegative", "bounded"}, gradient="exact",
          reference=_ref_brier, reference_name="float64 numpy ||q - e_y||^2", sample=_prob_sample(),
          extreme=_prob_extreme(), weighted=True, errors=(_NOT_SIMPLEX, _BAD_LABEL), formula=r"\|q-e_y\|^2",
          summary="quadratic score; Bayes risk = Gini entropy")
-register(spherical_score, module=SphericalScoreLoss, chapter=_CH, section="sec-proper-scores",
-         inputs="probabilities", output_range=(-1.0, 0.0), properties={"proper", "bounded"}, gradient="exact",
+register(spherical_score, module=SphericalScoreLoss, section="sec-proper-scores",
+         input_kind="probabilities", output_range=(-1.0, 0.0), properties={"proper", "bounded"}, gradient="exact",
          reference=_ref_spherical, reference_name="float64 numpy -q_y/||q||", sample=_prob_sample(),
          extreme=_prob_extreme(), weighted=True, errors=(_NOT_SIMPLEX, _BAD_LABEL), formula=r"-q_y/\|q\|_2",
          summary="spherical score; Bayes risk = -||η||")
-register(focal_score, module=FocalScoreLoss, chapter=_CH, section="sec-proper-focal", inputs="probabilities",
+register(focal_score, module=FocalScoreLoss, section="sec-proper-focal", input_kind="probabilities",
          output_range=_POS, properties={"nonnegative"}, gradient="exact", reference=_ref_focal,
          reference_name="float64 numpy -(1-q_y)^γ log q_y", sample=_prob_sample(gamma=1.5),
          extreme=_prob_extreme(gamma=2.0), weighted=True,
          errors=(ErrorCase("negative gamma", _bad_kwarg(gamma=-1.0), ValueError, r"gamma must be a finite number >= 0"),),
          formula=r"-(1-q_y)^\gamma\log q_y", summary="focal loss on probabilities: not proper")
-register(fenchel_young_loss, module=FenchelYoungLoss, chapter=_CH, section="sec-proper-fy", inputs="logits",
+register(fenchel_young_loss, module=FenchelYoungLoss, section="sec-proper-fy", input_kind="logits",
          output_range=_POS, properties={"convex", "nonnegative", "classification-calibrated"}, gradient="exact",
          reference=_ref_entmax_loss, reference_name="entmax.entmax_bisect_loss (float64)",
          sample=logits_sample(scale=1.5, regularizer="tsallis", alpha=1.3), extreme=_logit_extreme(regularizer="tsallis"),
@@ -943,24 +942,24 @@ register(fenchel_young_loss, module=FenchelYoungLoss, chapter=_CH, section="sec-
                  ErrorCase("alpha <= 1", _bad_kwarg(alpha=1.0), ValueError, r"alpha must be a number > 1"),
                  _BAD_LABEL),
          formula=r"\Omega^*(\theta)+\Omega(y)-\langle\theta,y\rangle", summary="Fenchel-Young loss (Shannon, squared, Tsallis)")
-register(sparsemax_loss, module=SparsemaxLoss, chapter=_CH, section="sec-proper-fy", inputs="logits",
+register(sparsemax_loss, module=SparsemaxLoss, section="sec-proper-fy", input_kind="logits",
          output_range=_POS, properties={"convex", "nonnegative", "classification-calibrated"}, gradient="exact",
          reference=_ref_sparsemax_loss, reference_name="entmax.sparsemax_loss (float64)", sample=logits_sample(scale=1.5),
          extreme=_logit_extreme(), weighted=True, errors=(_BAD_LABEL,),
          formula=r"-z_k+\tfrac12\sum_{j\in S}(z_j^2-\tau^2)+\tfrac12", summary="sparsemax loss; binary = modified Huber / 4")
-register(sparse_softmax_loss, module=SparseSoftmaxLoss, chapter=_CH, section="sec-proper-sparse-softmax",
-         inputs="logits", output_range=_POS, properties={"nonnegative"}, gradient="exact",
+register(sparse_softmax_loss, module=SparseSoftmaxLoss, section="sec-proper-sparse-softmax",
+         input_kind="logits", output_range=_POS, properties={"nonnegative"}, gradient="exact",
          reference=_ref_sparse_softmax, reference_name="float64 numpy top-k logsumexp",
          sample=logits_sample(scale=1.5, k=2), extreme=_logit_extreme(k=2), weighted=True,
          errors=(ErrorCase("k out of range", _bad_kwarg(k=0), ValueError, r"k must be an integer in \[1, 4\]"),
                  _BAD_LABEL),
          formula=r"\log\sum_{j\in\Omega_k\cup\{y\}}e^{z_j}-z_y", summary="top-k sparse-softmax cross-entropy")
-register(z_loss, module=ZLoss, chapter=_CH, section="sec-proper-spherical", inputs="logits", output_range=_POS,
+register(z_loss, module=ZLoss, section="sec-proper-spherical", input_kind="logits", output_range=_POS,
          properties={"nonnegative"}, gradient="exact", reference=_ref_z, reference_name="float64 numpy Z-loss",
          sample=logits_sample(scale=1.5, a=1.5, b=2.0), extreme=_logit_extreme(), weighted=True,
          errors=(ErrorCase("a <= 0", _bad_kwarg(a=0.0), ValueError, r"a must be a finite number > 0"), _BAD_LABEL),
          formula=r"\tfrac1a\mathrm{softplus}(a(b-z_c)),\ z_c=(o_c-\mu)/\sigma", summary="shift- and scale-invariant spherical loss")
-register(log_z_penalty, module=None, chapter=_CH, section="sec-proper-spherical", inputs="logits",
+register(log_z_penalty, module=None, section="sec-proper-spherical", input_kind="logits-only",
          output_range=_POS, properties={"nonnegative"}, gradient="exact", reference=_ref_log_z,
          reference_name="float64 scipy coef·logsumexp²",
          sample=lambda g, dt, dev: Sample(((torch.randn(6, 4, generator=g, dtype=torch.float64) * 2).to(dt).to(dev),),
@@ -969,7 +968,7 @@ register(log_z_penalty, module=None, chapter=_CH, section="sec-proper-spherical"
                                            {"coef": 1e-4}),
          errors=(ErrorCase("negative coef", _bad_kwarg(coef=-1.0), ValueError, r"coef must be a finite number >= 0"),),
          formula=r"\lambda(\log\sum_k e^{o_k})^2", summary="PaLM's log-partition penalty (not the Z-loss)")
-register(canonical_link_loss, module=None, chapter=_CH, section="sec-proper-legendretron", inputs="logits",
+register(canonical_link_loss, module=None, section="sec-proper-legendretron", input_kind="binary-logits",
          output_range=(-math.inf, math.inf), properties={"convex"}, gradient="exact", reference=_ref_canonical,
          reference_name="float64 numpy Ψ(v) - y v", sample=_canonical_sample, extreme=_canonical_extreme,
          errors=(ErrorCase("non-positive slope", lambda s: Sample(s.args, {**s.kwargs, "slopes": -s.kwargs["slopes"]}),

@@ -14,103 +14,51 @@ the same keyword arguments.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
 import math
+import warnings
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
-# Vocabulary of the registry (checked at registration so that typos fail fast).
-INPUT_KINDS = {
-    "regression": "real-valued predictions and targets of the same shape",
-    "distribution": "predicted distribution parameters (mean and variance or scale) and targets",
-    "series": "forecasts and observed series, the last dimension is time",
-    "returns": "predicted and realised returns (only the sign of the prediction matters)",
-    "quantiles": "predictions of shape (N, Q), one column per quantile level",
-    "logits": "unnormalised class scores (N, C) and class-index or probability targets",
-    "margins": "binary margins y·f(x)",
-    "probabilities": "class probabilities on the simplex",
-    "embeddings": "feature vectors",
-    "boxes": "bounding boxes",
-    "samples": "samples (errors and uncertainties) summarised by soft histograms",
-    "policy-paths": "log action probabilities along solution paths (N, T) and path depths (N,)",
-    "hidden": "hidden states (N, D), an output projection (V, D) and class-index targets (N,)",
-}
+from lossbook.families import FAMILIES
+from lossbook.kinds import (  # noqa: F401  (re-exported: families build their samples with these)
+    KINDS, ErrorCase, InputKind, Sample, SampleFn, extreme_logits, label_out_of_range, logits_sample,
+    pair_sample, with_arg, with_kwargs,
+)
+
+INPUT_KINDS = {name: kind.description for name, kind in KINDS.items()}
+"""``input kind -> description`` (the records themselves are :data:`lossbook.kinds.KINDS`)."""
+
 PROPERTIES = {
     "convex": "convex in the prediction",
-    "symmetric": "depends on the residual only through |r| (or is symmetric in its arguments)",
+    "even": "depends on the residual only through |r|: the loss at r equals the loss at -r",
+    "label-symmetric": "the sum of the loss over all labels is the same constant for every prediction",
+    "argument-symmetric": "unchanged when prediction and target swap places",
     "bounded": "bounded above",
-    "robust": "bounded influence: the gradient stays bounded as the residual grows",
+    "bounded-influence": "the gradient stays bounded as the residual grows",
     "proper": "a (strictly) proper scoring rule",
     "classification-calibrated": "classification-calibrated surrogate of the 0-1 loss",
     "scale-free": "unchanged when prediction and target are multiplied by the same positive number",
     "nonnegative": "never below zero",
 }
+# Old property names: "symmetric" had three meanings and "robust" two.
+RENAMED_PROPERTIES = {"robust": "bounded-influence"}
+LABEL_KINDS = {"logits", "probabilities", "dense", "logits-only"}
+
 GRADIENTS = {
     "exact": "the gradient of the stated formula",
     "subgradient": "a subgradient at kinks (autograd's choice), exact elsewhere",
     "surrogate": "the gradient of a smooth surrogate of the stated (non-differentiable) quantity",
     "none": "a metric: piecewise constant, the gradient is zero almost everywhere",
 }
-
-
-@dataclasses.dataclass
-class Sample:
-    """Inputs for one call: positional tensors ``args`` and keyword hyperparameters ``kwargs``.
-
-    ``grad_args`` are the positions of the arguments a gradient flows to.
-    """
-
-    args: tuple[torch.Tensor, ...]
-    kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
-    grad_args: tuple[int, ...] = (0,)
-
-
-@dataclasses.dataclass
-class ErrorCase:
-    """A bad call and the error it must raise (``match`` is a regex on the message)."""
-
-    description: str
-    make: Callable[[Sample], Sample]
-    exception: type[Exception]
-    match: str
-
-
-SampleFn = Callable[[torch.Generator, torch.dtype, torch.device], Sample]
-
-
-def with_kwargs(**kwargs: Any) -> Callable[[Sample], Sample]:
-    """For an :class:`ErrorCase`: the same sample with some hyperparameters replaced."""
-    return lambda s: Sample(s.args, {**s.kwargs, **kwargs}, s.grad_args)
-
-
-def logits_sample(n: int = 6, c: int = 4, scale: float = 2.0, soft: bool = False, **kwargs: Any) -> SampleFn:
-    """``(N, C)`` logits with class-index targets (or, with ``soft``, probability targets)."""
-    def make(gen: torch.Generator, dtype: torch.dtype, device: torch.device) -> Sample:
-        z = torch.randn(n, c, generator=gen, dtype=torch.float64) * scale
-        if soft:
-            q = torch.rand(n, c, generator=gen, dtype=torch.float64)
-            y = (q / q.sum(1, keepdim=True)).to(dtype=dtype, device=device)
-        else:
-            y = torch.randint(0, c, (n,), generator=gen).to(device)
-        return Sample((z.to(dtype=dtype, device=device), y), dict(kwargs))
-    return make
-
-
-def extreme_logits(**kwargs: Any) -> SampleFn:
-    """Logits of ±1e4: confidently right, confidently wrong, and ties, with class-index targets."""
-    def make(gen: torch.Generator, dtype: torch.dtype, device: torch.device) -> Sample:
-        z = torch.tensor([[1e4, -1e4, 0.0], [-1e4, 1e4, 0.0], [1e4, 1e4, -1e4], [0.0, 0.0, 0.0]],
-                         dtype=dtype, device=device)
-        return Sample((z, torch.tensor([0, 0, 1, 2], device=device)), dict(kwargs))
-    return make
-
-
-def label_out_of_range(s: Sample) -> Sample:
-    """For an :class:`ErrorCase`: the sample with every class index set to ``C`` (one past the last)."""
-    z, y, *rest = s.args
-    return Sample((z, torch.full_like(y, z.shape[1]), *rest), s.kwargs, s.grad_args)
+EQUIVALENT_CATEGORIES = {
+    "builtin": "an exact torch built-in (or a one-line composition of them) computing the same quantity",
+    "peer": "a peer library's implementation of the same loss",
+    "naive": "the materialised version of a memory-efficient loss",
+}
 
 
 def as_numpy(t: torch.Tensor):
@@ -119,25 +67,53 @@ def as_numpy(t: torch.Tensor):
 
 
 @dataclasses.dataclass
+class Equivalent:
+    """An implementation elsewhere of the same loss: the cross-checks compare with it, the benchmarks time it.
+
+    ``fn(sample, reduction)`` returns the loss for a :class:`Sample` (``reduction``
+    is ``"mean"`` or ``"none"``), or None when it cannot give that reduction.
+    ``requires`` names the package a peer needs (imported lazily by ``fn``).
+    """
+
+    category: str  # builtin | peer | naive
+    label: str
+    fn: Callable[[Sample, str], torch.Tensor | None]
+    requires: str | None = None
+
+
+@dataclasses.dataclass
 class LossSpec:
+    """One registered loss: where the book derives it, what it takes and guarantees, and how it is tested.
+
+    ``chapter`` is the family module's name (``lossbook.<chapter>``) and is
+    derived from ``fn``. ``input_kind`` names a record of
+    :data:`lossbook.kinds.KINDS`; ``sample`` defaults to the kind's sample.
+    ``references`` holds the bibliography keys of the papers the loss
+    implements; ``equivalent`` an implementation elsewhere (torch built-in or
+    peer library) that the cross-checks and the benchmarks use.
+    """
+
     name: str
     fn: Callable[..., torch.Tensor]
     module: type[nn.Module] | None
-    chapter: str
     section: str
-    inputs: str
+    input_kind: str
     output_range: tuple[float, float]
     properties: frozenset[str]
     gradient: str
     reference: Callable[..., Any] | None
     reference_name: str
-    sample: SampleFn
+    sample: SampleFn | None = None
+    chapter: str = ""
     extreme: SampleFn | None = None
     errors: tuple[ErrorCase, ...] = ()
     reductions: tuple[str, ...] = ("none", "mean", "sum")
     reference_reduction: str = "none"
     weighted: bool = False
     compile: bool = True
+    second_order: bool = False
+    equivalent: Equivalent | None = None
+    references: tuple[str, ...] = ()
     summary: str = ""
     formula: str = ""
     rtol: float = 1e-6
@@ -147,24 +123,60 @@ class LossSpec:
     def qualname(self) -> str:
         return f"{self.fn.__module__}.{self.name}"
 
+    @property
+    def kind(self) -> InputKind:
+        return KINDS[self.input_kind]
+
+    @property
+    def inputs(self) -> str:
+        """Deprecated name of :attr:`input_kind`."""
+        warnings.warn("LossSpec.inputs is renamed input_kind", DeprecationWarning, stacklevel=2)
+        return self.input_kind
+
 
 _REGISTRY: dict[str, LossSpec] = {}
 
 
+def _family_of(obj: Any) -> str:
+    return obj.__module__.rsplit(".", 1)[-1]
+
+
+def _rename_fields(name: str, fields: dict[str, Any]) -> dict[str, Any]:
+    if "inputs" in fields:
+        warnings.warn(f"{name}: register(inputs=...) is renamed input_kind=", DeprecationWarning, stacklevel=3)
+        fields["input_kind"] = fields.pop("inputs")
+    props = set(fields.get("properties", ()))
+    if "symmetric" in props or props & RENAMED_PROPERTIES.keys():
+        warnings.warn(f"{name}: property names 'symmetric' and 'robust' are replaced by 'even', "
+                      "'label-symmetric', 'argument-symmetric' and 'bounded-influence'",
+                      DeprecationWarning, stacklevel=3)
+        if "symmetric" in props:
+            props.discard("symmetric")
+            props.add("label-symmetric" if fields.get("input_kind") in LABEL_KINDS else "even")
+        props = {RENAMED_PROPERTIES.get(p, p) for p in props}
+    fields["properties"] = frozenset(props)
+    return fields
+
+
 def register(fn: Callable[..., torch.Tensor], **fields: Any) -> LossSpec:
     """Record ``fn`` in the registry; see :class:`LossSpec` for the fields."""
+    fields = _rename_fields(fn.__name__, dict(fields))
+    family = _family_of(fn)
+    if fields.setdefault("chapter", family) != family:
+        raise ValueError(f"{fn.__name__}: chapter {fields['chapter']!r} is not its module's family {family!r}")
     spec = LossSpec(name=fn.__name__, fn=fn, **fields)
-    spec.properties = frozenset(spec.properties)
     _validate(spec)
+    if spec.sample is None:
+        spec.sample = spec.kind.sample
     if spec.name in _REGISTRY and _REGISTRY[spec.name].fn is not fn:
         raise ValueError(f"a loss named {spec.name!r} is already registered")
     _REGISTRY[spec.name] = spec
     return spec
 
 
-def _validate(spec: LossSpec) -> None:
-    if spec.inputs not in INPUT_KINDS:
-        raise ValueError(f"{spec.name}: unknown input kind {spec.inputs!r}")
+def _validate(spec: Any) -> None:
+    if spec.input_kind not in KINDS:
+        raise ValueError(f"{spec.name}: unknown input kind {spec.input_kind!r}; known: {', '.join(KINDS)}")
     unknown = spec.properties - PROPERTIES.keys()
     if unknown:
         raise ValueError(f"{spec.name}: unknown properties {sorted(unknown)}")
@@ -173,11 +185,18 @@ def _validate(spec: LossSpec) -> None:
     lo, hi = spec.output_range
     if not lo <= hi:
         raise ValueError(f"{spec.name}: output_range must be (low, high) with low <= high")
-    if not spec.fn.__doc__:
+    target = spec.fn if isinstance(spec, LossSpec) else spec.cls
+    if not target.__doc__:
         raise ValueError(f"{spec.name}: a registered loss needs a docstring")
+    if spec.sample is None and KINDS[spec.input_kind].sample is None:
+        raise ValueError(f"{spec.name}: input kind {spec.input_kind!r} has no default sample; pass sample=")
+    eq = getattr(spec, "equivalent", None)
+    if eq is not None and eq.category not in EQUIVALENT_CATEGORIES:
+        raise ValueError(f"{spec.name}: unknown equivalent category {eq.category!r}")
 
 
 def get(name: str) -> LossSpec:
+    _import_families()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -185,14 +204,112 @@ def get(name: str) -> LossSpec:
 
 
 def all_losses(chapter: str | None = None) -> list[LossSpec]:
-    """Registered losses (of one chapter, if given), in registration order."""
+    """Registered losses (of one chapter, if given), in chapter order, then registration order."""
     _import_families()
-    return [s for s in _REGISTRY.values() if chapter is None or s.chapter == chapter]
+    order = {f.module: f.chapter for f in FAMILIES}
+    specs = [s for s in _REGISTRY.values() if chapter is None or s.chapter == chapter]
+    return sorted(specs, key=lambda s: order.get(s.chapter, 99))
 
 
 def _import_families() -> None:
-    # Importing the package imports every family module, which registers its losses.
-    import lossbook  # noqa: F401
+    # The written families of lossbook.families register their losses when imported.
+    for family in FAMILIES:
+        if family.written:
+            importlib.import_module(f"lossbook.{family.module}")
+
+
+# --------------------------------------------------------------------------- stateful and model-taking losses
+
+
+@dataclasses.dataclass
+class ModuleSample:
+    """One test case of a registered module: constructor keywords apart from forward inputs.
+
+    ``init`` are the constructor's keyword arguments; ``forward`` a
+    :class:`Sample` of forward inputs. ``steps`` more forward samples, if given,
+    are called one after another to test how the state evolves.
+    """
+
+    init: dict[str, Any]
+    forward: Sample
+    steps: tuple[Sample, ...] = ()
+
+
+ModuleSampleFn = Callable[[torch.Generator, torch.dtype, torch.device], ModuleSample]
+
+
+@dataclasses.dataclass
+class ModuleSpec:
+    """A registered ``nn.Module`` loss that keeps state or owns parameters (the ModuleInfo pattern).
+
+    ``state`` names the buffers that forward calls update (tested: untouched by a
+    call that raises, saved and restored by ``state_dict``); ``learnable`` says
+    that the module has parameters a gradient must reach; ``train_eval`` that
+    its training and evaluation modes differ. ``reference(module, sample)``
+    recomputes the output from the module's state before the call (float64).
+    """
+
+    name: str
+    cls: type[nn.Module]
+    section: str
+    input_kind: str
+    output_range: tuple[float, float]
+    properties: frozenset[str]
+    gradient: str
+    reference: Callable[..., Any] | None
+    reference_name: str
+    sample: ModuleSampleFn | None = None
+    chapter: str = ""
+    errors: tuple[ErrorCase, ...] = ()
+    state: tuple[str, ...] = ()
+    learnable: bool = False
+    train_eval: bool = False
+    references: tuple[str, ...] = ()
+    summary: str = ""
+    formula: str = ""
+    rtol: float = 1e-6
+    atol: float = 1e-8
+
+    @property
+    def qualname(self) -> str:
+        return f"{self.cls.__module__}.{self.name}"
+
+    @property
+    def kind(self) -> InputKind:
+        return KINDS[self.input_kind]
+
+
+_MODULES: dict[str, ModuleSpec] = {}
+
+
+def register_module(cls: type[nn.Module], **fields: Any) -> ModuleSpec:
+    """Record a stateful or learnable loss module; see :class:`ModuleSpec` for the fields."""
+    fields = _rename_fields(cls.__name__, dict(fields))
+    family = _family_of(cls)
+    if fields.setdefault("chapter", family) != family:
+        raise ValueError(f"{cls.__name__}: chapter {fields['chapter']!r} is not its module's family {family!r}")
+    if fields.get("sample") is None:
+        raise ValueError(f"{cls.__name__}: a registered module needs a sample (a ModuleSample generator)")
+    spec = ModuleSpec(name=cls.__name__, cls=cls, **fields)
+    _validate(spec)
+    if spec.name in _MODULES and _MODULES[spec.name].cls is not cls:
+        raise ValueError(f"a module named {spec.name!r} is already registered")
+    _MODULES[spec.name] = spec
+    return spec
+
+
+def all_modules(chapter: str | None = None) -> list[ModuleSpec]:
+    """Registered stateful and learnable loss modules (of one chapter, if given)."""
+    _import_families()
+    return [s for s in _MODULES.values() if chapter is None or s.chapter == chapter]
+
+
+def get_module(name: str) -> ModuleSpec:
+    _import_families()
+    try:
+        return _MODULES[name]
+    except KeyError:
+        raise KeyError(f"no module named {name!r}; registered: {', '.join(sorted(_MODULES))}") from None
 
 
 # --------------------------------------------------------------------------- modules
@@ -201,8 +318,10 @@ def _import_families() -> None:
 class Loss(nn.Module):
     """Base class of the module twins: keyword hyperparameters stored, the call forwarded.
 
-    Tensor-valued hyperparameters are registered as buffers, so ``.to(device)``
-    moves them with the module.
+    An ``nn.Parameter`` stays a parameter (a learnable temperature is trained
+    with the model), an ``nn.Module`` becomes a submodule, any other tensor a
+    buffer (so ``.to(device)`` moves it); plain Python values are kept as
+    they are.
     """
 
     function: Callable[..., torch.Tensor]
@@ -216,18 +335,23 @@ class Loss(nn.Module):
                 f"{type(self).__name__} got unexpected keyword arguments {sorted(unknown)}; "
                 f"valid: {', '.join(params)}"
             )
-        self._tensor_kwargs: list[str] = []
+        self._stored: list[str] = []
         self._kwargs: dict[str, Any] = {}
         for key, value in kwargs.items():
-            if isinstance(value, torch.Tensor):
+            if isinstance(value, nn.Parameter):
+                self.register_parameter(key, value)
+            elif isinstance(value, nn.Module):
+                self.add_module(key, value)
+            elif isinstance(value, torch.Tensor):
                 self.register_buffer(key, value)
-                self._tensor_kwargs.append(key)
             else:
                 self._kwargs[key] = value
+                continue
+            self._stored.append(key)
 
     def hyperparameters(self) -> dict[str, Any]:
         out = dict(self._kwargs)
-        out.update({k: getattr(self, k) for k in self._tensor_kwargs})
+        out.update({k: getattr(self, k) for k in self._stored})
         return out
 
     def forward(self, *args: torch.Tensor) -> torch.Tensor:

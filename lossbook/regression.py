@@ -704,7 +704,6 @@ from lossbook.registry import ErrorCase, Sample, register  # noqa: E402
 from lossbook.registry import as_numpy as _np  # noqa: E402
 from lossbook.registry import with_kwargs as _bad_kwarg  # noqa: E402
 
-_CH = "regression"
 
 
 
@@ -855,44 +854,44 @@ def _error_kl_sample(gen, dtype, device):
 
 
 _NEG = ErrorCase("negative delta", _bad_kwarg(delta=-1.0), ValueError, r"delta must be a finite number > 0")
-_ROBUST = {"convex", "symmetric", "robust", "nonnegative"}
+_ROBUST = {"convex", "even", "bounded-influence", "nonnegative"}
 _POS = (0.0, math.inf)
 _REAL = (-math.inf, math.inf)
 
-register(mse_loss, module=MSELoss, chapter=_CH, section="sec-regression-point", inputs="regression",
-         output_range=_POS, properties={"convex", "symmetric", "nonnegative"}, gradient="exact",
+register(mse_loss, module=MSELoss, section="sec-regression-point", input_kind="regression",
+         output_range=_POS, properties={"convex", "even", "nonnegative"}, gradient="exact",
          reference=_ref_elementwise(lambda x, y: (x - y) ** 2), reference_name="float64 (x - y)**2",
          sample=_pair(), extreme=_extreme_pair(1e15), weighted=True, formula=r"(\hat y-y)^2",
          summary="squared error; the conditional mean is its minimiser")
-register(mae_loss, module=MAELoss, chapter=_CH, section="sec-regression-point", inputs="regression",
+register(mae_loss, module=MAELoss, section="sec-regression-point", input_kind="regression",
          output_range=_POS, properties=_ROBUST, gradient="subgradient",
          reference=_ref_elementwise(lambda x, y: abs(x - y)), reference_name="float64 |x - y|",
          sample=_pair(), extreme=_extreme_pair(1e30), weighted=True, formula=r"|\hat y-y|",
          summary="absolute error; the conditional median is its minimiser")
-register(mbe, module=None, chapter=_CH, section="sec-regression-forecasting", inputs="regression",
+register(mbe, module=None, section="sec-regression-forecasting", input_kind="regression",
          output_range=_REAL, properties=set(), gradient="exact",
          reference=_ref_elementwise(lambda x, y: x - y), reference_name="float64 x - y",
          sample=_pair(), extreme=_extreme_pair(1e30), formula=r"\hat y-y",
          summary="signed bias, a diagnostic")
-register(huber_loss, module=HuberLoss, chapter=_CH, section="sec-regression-point", inputs="regression",
+register(huber_loss, module=HuberLoss, section="sec-regression-point", input_kind="regression",
          output_range=_POS, properties=_ROBUST, gradient="exact",
          reference=lambda x, y, delta: F.huber_loss(x, y, delta=delta, reduction="none"),
          reference_name="torch.nn.functional.huber_loss", sample=_pair(delta=1.3),
          extreme=_extreme_pair(1e30, delta=1.0), weighted=True, errors=(_NEG,),
          formula=r"\tfrac12 r^2 \text{ if } |r|\le\delta \text{ else } \delta(|r|-\tfrac12\delta)",
          summary="quadratic core, linear tails")
-register(pseudo_huber_loss, module=PseudoHuberLoss, chapter=_CH, section="sec-regression-point",
-         inputs="regression", output_range=_POS, properties=_ROBUST, gradient="exact",
+register(pseudo_huber_loss, module=PseudoHuberLoss, section="sec-regression-point",
+         input_kind="regression", output_range=_POS, properties=_ROBUST, gradient="exact",
          reference=_ref_elementwise(_ref_pseudo_huber), reference_name="scipy.special.pseudo_huber",
          sample=_pair(delta=0.7), extreme=_extreme_pair(1e38, delta=1.0), weighted=True, errors=(_NEG,),
          formula=r"\delta^2(\sqrt{1+(r/\delta)^2}-1)", summary="smooth Huber")
-register(log_cosh_loss, module=LogCoshLoss, chapter=_CH, section="sec-regression-point", inputs="regression",
+register(log_cosh_loss, module=LogCoshLoss, section="sec-regression-point", input_kind="regression",
          output_range=_POS, properties=_ROBUST, gradient="exact",
          reference=_ref_elementwise(_ref_log_cosh), reference_name="float64 numpy log(cosh(r))",
          sample=_pair(), extreme=_extreme_pair(1e38), weighted=True, formula=r"\log\cosh r",
          summary="smooth, gradient tanh(r)")
-register(quantile_loss, module=QuantileLoss, chapter=_CH, section="sec-regression-quantile", inputs="quantiles",
-         output_range=_POS, properties={"convex", "robust", "nonnegative"}, gradient="subgradient",
+register(quantile_loss, module=QuantileLoss, section="sec-regression-quantile", input_kind="quantiles",
+         output_range=_POS, properties={"convex", "bounded-influence", "nonnegative"}, gradient="subgradient",
          reference=_ref_elementwise(_ref_quantile), reference_name="float64 pinball max(τu, (τ-1)u)",
          sample=lambda g, dt, dev: Sample(
              (torch.randn(6, 3, generator=g, dtype=torch.float64).to(dt).to(dev),
@@ -906,70 +905,70 @@ register(quantile_loss, module=QuantileLoss, chapter=_CH, section="sec-regressio
                  ErrorCase("wrong number of levels", _bad_kwarg(quantiles=(0.5,)), ValueError,
                            r"got 1 quantiles for input with 3 columns")),
          formula=r"\max(\tau u,(\tau-1)u),\ u=y-\hat y_\tau", summary="pinball loss; minimiser is the τ-quantile")
-register(msle_loss, module=MSLELoss, chapter=_CH, section="sec-regression-transformed", inputs="regression",
+register(msle_loss, module=MSLELoss, section="sec-regression-transformed", input_kind="regression",
          output_range=_POS, properties={"nonnegative"}, gradient="exact",
          reference=_ref_elementwise(lambda x, y: (__import__("numpy").log1p(x) - __import__("numpy").log1p(y)) ** 2),
          reference_name="float64 (log1p x - log1p y)**2", sample=_pair(positive=True), weighted=True,
          errors=(ErrorCase("input <= -1", lambda s: Sample((s.args[0] - 100.0, s.args[1]), s.kwargs), ValueError,
                            r"every entry of input must be > -1"),),
          formula=r"(\log(1+\hat y)-\log(1+y))^2", summary="squared error of log1p; relative errors")
-register(mape, module=MAPELoss, chapter=_CH, section="sec-regression-forecasting", inputs="regression",
+register(mape, module=MAPELoss, section="sec-regression-forecasting", input_kind="regression",
          output_range=_POS, properties={"convex", "nonnegative", "scale-free"}, gradient="subgradient",
          reference=_ref_elementwise(lambda x, y, eps=1e-8: abs(x - y) / abs(y)), reference_name="float64 |x-y|/|y|",
          sample=_pair(positive=True), weighted=True, formula=r"|\hat y-y|/|y|",
          errors=(ErrorCase("eps <= 0", _bad_kwarg(eps=0.0), ValueError, r"eps must be a finite number > 0"),),
          summary="relative absolute error (fraction)")
-register(smape, module=SMAPELoss, chapter=_CH, section="sec-regression-forecasting", inputs="regression",
+register(smape, module=SMAPELoss, section="sec-regression-forecasting", input_kind="regression",
          output_range=(0.0, 2.0), properties={"bounded", "nonnegative", "scale-free"}, gradient="subgradient",
          reference=_ref_elementwise(lambda x, y, eps=1e-8: 2 * abs(x - y) / (abs(x) + abs(y))),
          reference_name="float64 2|x-y|/(|x|+|y|)", sample=_pair(positive=True), weighted=True,
          formula=r"2|\hat y-y|/(|y|+|\hat y|)", summary="symmetric MAPE in [0, 2]")
 for _fn, _np_fn, _props, _summary in (
-    (rmse, _np_rmse, {"nonnegative", "symmetric"}, "root mean squared error per series"),
+    (rmse, _np_rmse, {"nonnegative", "even"}, "root mean squared error per series"),
     (rmsle, _np_rmsle, {"nonnegative"}, "root MSLE per series"),
     (nrmse, _np_nrmse, {"nonnegative", "scale-free"}, "RMSE over the target's range, mean or std"),
     (rrmse, _np_rrmse, {"nonnegative", "scale-free"}, "RMSE relative to the target's energy"),
     (rae, _np_rae, {"nonnegative", "scale-free"}, "absolute error relative to the mean forecast"),
     (rse, _np_rse, {"nonnegative", "scale-free"}, "squared error relative to the mean forecast (1 - R²)"),
 ):
-    register(_fn, module=None, chapter=_CH, section="sec-regression-forecasting", inputs="series",
+    register(_fn, module=None, section="sec-regression-forecasting", input_kind="series",
              output_range=_POS, properties=_props, gradient="exact", reference=_ref_series(_np_fn),
              reference_name=f"float64 numpy {_fn.__name__}", sample=_series_sample(), summary=_summary)
-register(mase, module=MASELoss, chapter=_CH, section="sec-regression-forecasting", inputs="series",
+register(mase, module=MASELoss, section="sec-regression-forecasting", input_kind="series",
          output_range=_POS, properties={"nonnegative", "scale-free"}, gradient="subgradient",
          reference=_ref_series(_np_mase), reference_name="float64 numpy MASE (Hyndman & Koehler)",
          sample=_series_sample(with_history=True, m=2),
          errors=(ErrorCase("m < 1", _bad_kwarg(m=0), ValueError, r"m \(the seasonal period\) must be an integer >= 1"),
                  ErrorCase("history too short", _bad_kwarg(m=9), ValueError, r"insample needs more than m=9")),
          formula=r"\mathrm{MAE}/\mathrm{MAE}_{\text{seasonal naive}}", summary="MAE scaled by the in-sample naive forecast")
-register(lmse_loss, module=LMSELoss, chapter=_CH, section="sec-regression-transformed", inputs="regression",
-         output_range=_POS, properties={"symmetric", "robust", "nonnegative"}, gradient="exact",
+register(lmse_loss, module=LMSELoss, section="sec-regression-transformed", input_kind="regression",
+         output_range=_POS, properties={"even", "bounded-influence", "nonnegative"}, gradient="exact",
          reference=_ref_elementwise(lambda x, y, per_sample=True: __import__("numpy").log1p((x - y) ** 2)),
          reference_name="float64 log1p(r**2)", sample=_pair(per_sample=True),
          extreme=_extreme_pair(1e15, per_sample=True), formula=r"\log(1+r^2)\ \text{(per sample)}",
          summary="log(1 + MSE); per sample the Cauchy loss")
-register(madl_loss, module=MADLLoss, chapter=_CH, section="sec-regression-madl", inputs="returns",
+register(madl_loss, module=MADLLoss, section="sec-regression-madl", input_kind="returns",
          output_range=_REAL, properties=set(), gradient="surrogate",
          reference=_ref_elementwise(lambda x, y, kappa: -__import__("numpy").tanh(kappa * x) * y),
          reference_name="float64 -tanh(κx)·y", sample=_pair(kappa=3.0), extreme=_extreme_pair(1e30, kappa=10.0),
          errors=(ErrorCase("kappa <= 0", _bad_kwarg(kappa=-1.0), ValueError, r"kappa must be a finite number > 0"),),
          formula=r"-\operatorname{sign}(\hat R)R \approx -\tanh(\kappa\hat R)R", summary="negated return of trading on the predicted sign")
-register(gaussian_nll_loss, module=GaussianNLLLoss, chapter=_CH, section="sec-regression-uncertainty",
-         inputs="distribution", output_range=_REAL, properties=set(), gradient="exact",
+register(gaussian_nll_loss, module=GaussianNLLLoss, section="sec-regression-uncertainty",
+         input_kind="distribution", output_range=_REAL, properties=set(), gradient="exact",
          reference=_ref_gaussian_nll, reference_name="float64 Gaussian NLL formula", sample=_with_scale("var"),
          errors=(ErrorCase("negative variance", lambda s: Sample((s.args[0], s.args[1], -s.args[2]), s.kwargs),
                            ValueError, r"every entry of var must be >= 0"),
                  ErrorCase("eps <= 0", _bad_kwarg(eps=0.0), ValueError, r"eps must be a finite number > 0")),
          formula=r"\tfrac12(\log\sigma^2+(y-\mu)^2/\sigma^2)", summary="heteroscedastic Gaussian likelihood")
-register(laplace_nll_loss, module=LaplaceNLLLoss, chapter=_CH, section="sec-regression-uncertainty",
-         inputs="distribution", output_range=_REAL, properties=set(), gradient="exact",
+register(laplace_nll_loss, module=LaplaceNLLLoss, section="sec-regression-uncertainty",
+         input_kind="distribution", output_range=_REAL, properties=set(), gradient="exact",
          reference=_ref_laplace_nll, reference_name="torch.distributions.Laplace.log_prob (float64)",
          sample=_with_scale("scale"),
          errors=(ErrorCase("negative scale", lambda s: Sample((s.args[0], s.args[1], -s.args[2]), s.kwargs),
                            ValueError, r"every entry of scale must be >= 0"),),
          formula=r"\log b+|y-\mu|/b", summary="heteroscedastic Laplace likelihood")
-register(error_uncertainty_kl_loss, module=ErrorUncertaintyKLLoss, chapter=_CH,
-         section="sec-regression-uncertainty", inputs="samples", output_range=_POS, properties={"nonnegative"},
+register(error_uncertainty_kl_loss, module=ErrorUncertaintyKLLoss, 
+         section="sec-regression-uncertainty", input_kind="samples", output_range=_POS, properties={"nonnegative"},
          gradient="exact", reference=_ref_error_kl, reference_name="float64 numpy soft histograms + KL",
          sample=_error_kl_sample, reductions=("mean", "sum"), reference_reduction="mean",
          errors=(ErrorCase("negative lam", _bad_kwarg(lam=-1.0), ValueError, r"lam must be a finite number >= 0"),

@@ -770,7 +770,6 @@ SOVRLoss = module_twin(sovr_loss, "SOVRLoss")
 
 # --------------------------------------------------------------------------- registry records
 
-_CH = "robust"
 
 
 
@@ -885,47 +884,47 @@ def _ref_sovr(input, target, frac=0.4, margin_threshold=None):
     return torch.from_numpy(np.where(chosen, _ref_ovr(input, target).numpy(), ce))
 
 
-_SYM = {"symmetric", "bounded", "nonnegative"}
+_SYM = {"label-symmetric", "bounded", "nonnegative"}
 
-register(mae_prob_loss, module=MAEProbLoss, chapter=_CH, section="sec-robust-symmetric", inputs="logits",
+register(mae_prob_loss, module=MAEProbLoss, section="sec-robust-symmetric", input_kind="logits",
          output_range=(0.0, 2.0), properties=_SYM, gradient="exact", reference=_ref_mae,
          reference_name="float64 numpy 2(1-p_y)", sample=_sample(), extreme=_extreme(),
          errors=(_LABEL_ERR, _FLOAT_TARGET), formula=r"\|e_y-p\|_1=2(1-p_y)",
          summary="MAE on the probabilities; symmetric, underfits")
-register(gce_loss, module=GCELoss, chapter=_CH, section="sec-robust-gce", inputs="logits",
+register(gce_loss, module=GCELoss, section="sec-robust-gce", input_kind="logits",
          output_range=(0.0, 1 / 0.7), properties={"bounded", "nonnegative"}, gradient="exact", reference=_ref_gce,
          reference_name="float64 numpy (1-p_y^q)/q", sample=_sample(q=0.7), extreme=_extreme(q=0.7, truncation=0.5),
          errors=(_LABEL_ERR, ErrorCase("q out of range", _bad_kwarg(q=1.5), ValueError, r"q must lie in \(0, 1\]"),
                  ErrorCase("truncation out of range", _bad_kwarg(truncation=1.0), ValueError,
                            r"truncation must lie in the open interval")),
          formula=r"(1-p_y^q)/q", summary="between CE (q→0) and MAE/2 (q=1)")
-register(rce_loss, module=RCELoss, chapter=_CH, section="sec-robust-symmetric", inputs="logits",
+register(rce_loss, module=RCELoss, section="sec-robust-symmetric", input_kind="logits",
          output_range=(0.0, -LOG_1E_4), properties=_SYM, gradient="exact", reference=_ref_rce_official,
          reference_name="float64 numpy official RCE (one-hot clamped at 1e-4)", sample=_sample(), extreme=_extreme(),
          errors=(_LABEL_ERR, ErrorCase("log_zero >= 0", _bad_kwarg(log_zero=0.0), ValueError,
                                        r"log_zero must be a finite number < 0")),
          formula=r"-\sum_k p_k\log q_k=-A(1-p_y)", summary="reverse cross-entropy; symmetric")
-register(sce_loss, module=SCELoss, chapter=_CH, section="sec-robust-symmetric", inputs="logits",
+register(sce_loss, module=SCELoss, section="sec-robust-symmetric", input_kind="logits",
          output_range=(0.0, math.inf), properties={"nonnegative"}, gradient="exact", reference=_ref_sce,
          reference_name="float64 numpy αCE + β·official RCE", sample=_sample(alpha=0.3, beta=0.8), extreme=_extreme(),
          errors=(_LABEL_ERR,), formula=r"\alpha\,\mathrm{CE}+\beta\,\mathrm{RCE}", summary="symmetric cross-entropy")
-register(normalized_ce_loss, module=NormalizedCELoss, chapter=_CH, section="sec-robust-normalized", inputs="logits",
+register(normalized_ce_loss, module=NormalizedCELoss, section="sec-robust-normalized", input_kind="logits",
          output_range=(0.0, 1.0), properties=_SYM, gradient="exact", reference=_ref_nce,
          reference_name="float64 numpy log p_y / Σ log p_k", sample=_sample(), extreme=_extreme(), errors=(_LABEL_ERR,),
          formula=r"\log p_y/\sum_k\log p_k", summary="normalized CE; sums to 1 over the labels")
-register(normalized_focal_loss, module=NormalizedFocalLoss, chapter=_CH, section="sec-robust-normalized",
-         inputs="logits", output_range=(0.0, 1.0), properties=_SYM, gradient="exact", reference=_ref_nfl,
+register(normalized_focal_loss, module=NormalizedFocalLoss, section="sec-robust-normalized",
+         input_kind="logits", output_range=(0.0, 1.0), properties=_SYM, gradient="exact", reference=_ref_nfl,
          reference_name="float64 numpy normalized focal", sample=_sample(gamma=0.8), extreme=_extreme(gamma=0.8),
          errors=(_LABEL_ERR,), formula=r"\frac{(1-p_y)^\gamma\log p_y}{\sum_k(1-p_k)^\gamma\log p_k}",
          summary="normalized focal loss")
-register(apl_loss, module=APLLoss, chapter=_CH, section="sec-robust-apl", inputs="logits",
-         output_range=(0.0, 1.0 - LOG_1E_4), properties={"symmetric", "bounded", "nonnegative"}, gradient="exact",
+register(apl_loss, module=APLLoss, section="sec-robust-apl", input_kind="logits",
+         output_range=(0.0, 1.0 - LOG_1E_4), properties={"label-symmetric", "bounded", "nonnegative"}, gradient="exact",
          reference=_ref_apl, reference_name="float64 numpy NCE + official RCE", sample=_sample(active="nce", passive="rce"),
          extreme=_extreme(active="nfl", passive="rce"),
          errors=(_LABEL_ERR, ErrorCase("unknown active", _bad_kwarg(active="ce"), ValueError, r"active must be one of"),
                  ErrorCase("unknown passive", _bad_kwarg(passive="ce"), ValueError, r"passive must be one of")),
          formula=r"\alpha L_{\text{active}}+\beta L_{\text{passive}}", summary="active + passive: robust and fits")
-register(aldr_kl_loss, module=None, chapter=_CH, section="sec-robust-aldr", inputs="logits",
+register(aldr_kl_loss, module=None, section="sec-robust-aldr", input_kind="logits",
          output_range=(-math.inf, math.inf), properties=set(), gradient="exact", reference=_ref_aldr,
          reference_name="float64 scipy ALDR-KL at given λ (official ALDRLoss_V1 formula)", sample=_aldr_sample,
          extreme=_aldr_extreme,
@@ -934,11 +933,11 @@ register(aldr_kl_loss, module=None, chapter=_CH, section="sec-robust-aldr", inpu
                            r"every entry of lam must be > 0")),
          formula=r"\lambda_i\log\frac1C\sum_ke^{(\delta_{k,y}+\tilde z_k-\tilde z_y)/\lambda_i}-\frac{\alpha\log C}{2\lambda_0}(\lambda_i-\lambda_0)^2",
          summary="LDR-KL with a per-sample adaptive temperature (stateless part)")
-register(ovr_loss, module=OVRLoss, chapter=_CH, section="sec-robust-adversarial", inputs="logits",
+register(ovr_loss, module=OVRLoss, section="sec-robust-adversarial", input_kind="logits",
          output_range=(0.0, math.inf), properties={"convex", "nonnegative"}, gradient="exact", reference=_ref_ovr,
          reference_name="float64 numpy Σ_k binary logistic", sample=_sample(), extreme=_extreme(), errors=(_LABEL_ERR,),
          formula=r"\log(1+e^{-z_y})+\sum_{k\ne y}\log(1+e^{z_k})", summary="one-vs-the-rest logistic loss")
-register(sovr_loss, module=SOVRLoss, chapter=_CH, section="sec-robust-adversarial", inputs="logits",
+register(sovr_loss, module=SOVRLoss, section="sec-robust-adversarial", input_kind="logits",
          output_range=(0.0, math.inf), properties={"nonnegative"}, gradient="exact", reference=_ref_sovr,
          reference_name="float64 numpy margin ranking + OVR/CE", sample=_sample(frac=0.5), extreme=_extreme(frac=0.5),
          errors=(_LABEL_ERR, ErrorCase("frac > 1", _bad_kwarg(frac=1.5), ValueError, r"frac must lie in \[0, 1\]")),

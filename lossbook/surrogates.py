@@ -551,7 +551,6 @@ from lossbook.registry import as_numpy as _np  # noqa: E402
 from lossbook.registry import with_kwargs as _bad_kwarg  # noqa: E402
 from lossbook.registry import logits_sample  # noqa: E402
 
-_CH = "surrogates"
 
 
 
@@ -622,14 +621,14 @@ def _lts_extreme(gen, dtype, device):
 
 _POS = (0.0, math.inf)
 
-register(margin_loss, module=MarginLoss, chapter=_CH, section="sec-surrogates-risk", inputs="margins",
+register(margin_loss, module=MarginLoss, section="sec-surrogates-risk", input_kind="margins",
          output_range=_POS, properties={"convex", "nonnegative", "classification-calibrated"}, gradient="exact",
          reference=_ref_margin, reference_name="float64 numpy logaddexp(0, -z)", sample=_margin_sample(),
          extreme=_margin_extreme, weighted=True,
          errors=(ErrorCase("unknown kind", _bad_kwarg(kind="cubic"), ValueError, r"kind must be one of 'hinge'"),),
          formula=r"\phi(yf(x)),\ \phi\in\{\text{hinge, logistic, exp, ...}\}",
          summary="binary margin surrogates of the 0-1 loss")
-register(comp_sum_loss, module=CompSumLoss, chapter=_CH, section="sec-surrogates-compsum", inputs="logits",
+register(comp_sum_loss, module=CompSumLoss, section="sec-surrogates-compsum", input_kind="logits",
          output_range=_POS, properties={"nonnegative", "classification-calibrated"}, gradient="exact",
          reference=_ref_comp_sum, reference_name="float64 Φ^τ(Σ_{y'≠y} exp(h_y' - h_y)) (Mao et al. 2023)",
          sample=logits_sample(scale=1.5, tau=0.5), extreme=_comp_sum_extreme, weighted=True,
@@ -638,7 +637,7 @@ register(comp_sum_loss, module=CompSumLoss, chapter=_CH, section="sec-surrogates
                            r"target class indices must lie in \[0, 3\]")),
          formula=r"\Phi^\tau\big(\sum_{y'\ne y}e^{h_{y'}-h_y}\big) = \frac{1-p_y^{\tau-1}}{\tau-1}",
          summary="comp-sum family: sum-exp (τ=0), CE (τ=1), GCE (q=τ-1), 1-p_y (τ=2)")
-register(lts_loss, module=LTSLoss, chapter=_CH, section="sec-surrogates-lts", inputs="policy-paths",
+register(lts_loss, module=LTSLoss, section="sec-surrogates-lts", input_kind="policy-paths",
          output_range=_POS, properties={"convex", "nonnegative"}, gradient="exact", reference=_ref_lts,
          reference_name="float64 d·exp(-Σ log π)", sample=_lts_sample, extreme=_lts_extreme,
          errors=(ErrorCase("positive log-probability", lambda s: Sample((-s.args[0], s.args[1]), s.kwargs),

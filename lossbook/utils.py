@@ -13,6 +13,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from lossbook.validation import check_weight
+
 REDUCTIONS = ("none", "mean", "sum")
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 
@@ -50,6 +52,27 @@ def reduce_loss(
         return total / max(loss.numel(), 1)
     denom = torch.broadcast_to(weight, loss.shape).sum()
     return total / torch.where(denom == 0, torch.ones_like(denom), denom)
+
+
+def finish(
+    loss: torch.Tensor,
+    reduction: str,
+    *,
+    like: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    shape: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """The last step of every loss: check the weight, reshape, reduce, return in ``like``'s dtype.
+
+    ``loss`` holds the per-element losses (computed in the compute dtype);
+    ``shape``, if given, is the per-element output shape it is reshaped to
+    first. ``weight`` must broadcast *to* that shape (a ``(N, 1)`` weight on a
+    ``(N,)`` loss is an error, not a silent ``(N, N)``).
+    """
+    if shape is not None:
+        loss = loss.reshape(tuple(shape))
+    check_weight(weight, loss.shape, like)
+    return reduce_loss(loss, reduction, weight).to(like.dtype)
 
 
 def to_compute_dtype(x: torch.Tensor) -> torch.Tensor:

@@ -56,7 +56,7 @@ def test_a_correct_reader_implementation_passes_every_check():
     assert report.passed, str(report)
     assert [f.check for f in report.findings] == [
         "signature", "value", "gradient", "dtype", "inputs untouched", "extreme inputs",
-        "property convex", "property nonnegative", "property robust", "property symmetric"]
+        "property bounded-influence", "property convex", "property even", "property nonnegative"]
     assert str(report).endswith("all 10 checks passed")
 
 
@@ -256,9 +256,10 @@ NOT_THE_PROPERTY = [
     # (property, a registered loss that lacks it)
     ("convex", "lmse_loss"),            # per-sample log(1 + r^2) is not convex
     ("convex", "gce_loss"),
-    ("symmetric", "cross_entropy"),     # the sum over labels is not constant
-    ("symmetric", "mbe"),               # signed error
-    ("robust", "mse_loss"),             # influence grows with the residual
+    ("label-symmetric", "cross_entropy"),  # the sum over labels is not constant
+    ("even", "mbe"),                    # signed error
+    ("argument-symmetric", "mape"),     # the error is relative to the target, not to the prediction
+    ("bounded-influence", "mse_loss"),  # influence grows with the residual
     ("bounded", "cross_entropy"),
     ("scale-free", "mse_loss"),
     ("nonnegative", "mbe"),
@@ -286,7 +287,7 @@ def test_calibration_probes_reject_a_wrong_way_surrogate():
 
 
 def test_every_probe_is_shown_to_fail_somewhere():
-    shown = {probe_for(p, get(n).inputs) for p, n in NOT_THE_PROPERTY}
+    shown = {probe_for(p, get(n).input_kind) for p, n in NOT_THE_PROPERTY}
     shown |= {probe_for("classification-calibrated", "margins"), probe_for("classification-calibrated", "logits")}
     missing = {f.__name__ for f in PROPERTY_PROBES.values()} - {f.__name__ for f in shown}
     assert not missing, f"no test shows these probes failing: {sorted(missing)}"

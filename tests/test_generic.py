@@ -157,7 +157,7 @@ def test_registered_error_cases(spec):
 PAIR_KINDS = {"regression", "series", "returns", "distribution"}
 
 
-@by_spec(lambda s: s.inputs in PAIR_KINDS)
+@by_spec(lambda s: s.input_kind in PAIR_KINDS)
 def test_pair_contract_errors(spec):
     s = make(spec)
     x, y, *rest = s.args
@@ -176,7 +176,7 @@ def test_compiles_fullgraph(spec):
     torch.testing.assert_close(compiled(*s.args, **s.kwargs), call(spec, s))
 
 
-@by_spec(lambda s: "none" in s.reductions and s.inputs in PAIR_KINDS | {"quantiles"})
+@by_spec(lambda s: "none" in s.reductions and s.input_kind in PAIR_KINDS | {"quantiles"})
 def test_empty_batch_gives_zero_loss(spec):
     s = make(spec)
     empty = Sample(tuple(a[:0] for a in s.args), s.kwargs)
@@ -185,7 +185,7 @@ def test_empty_batch_gives_zero_loss(spec):
         assert out.shape == () and float(out) == 0.0
 
 
-@by_spec(lambda s: s.inputs == "series")
+@by_spec(lambda s: s.input_kind == "series")
 def test_series_metrics_reject_empty_time_axis(spec):
     s = make(spec)
     x, y, *rest = s.args
@@ -207,8 +207,8 @@ def _claims():
 
 @pytest.mark.parametrize("spec,prop", list(_claims()))
 def test_claimed_property_holds(spec, prop):
-    probe = probe_for(prop, spec.inputs)
-    assert probe is not None, f"no probe for property {prop!r} on inputs {spec.inputs!r}: add one to lossbook.check"
+    probe = probe_for(prop, spec.input_kind)
+    assert probe is not None, f"no probe for property {prop!r} on inputs {spec.input_kind!r}: add one to lossbook.check"
     probe(spec)
 
 

@@ -56,14 +56,14 @@ def test_register_rejects_unknown_vocabulary_and_duplicates():
         """doc"""
         return input
 
-    common = dict(module=None, chapter="x", section="s", output_range=(0.0, 1.0), gradient="exact", reference=None,
+    common = dict(module=None, section="s", output_range=(0.0, 1.0), gradient="exact", reference=None,
                   reference_name="", sample=lambda g, d, dev: None)
     with pytest.raises(ValueError, match="unknown input kind"):
-        registry.register(fake_loss, inputs="pixels", properties=set(), **common)
+        registry.register(fake_loss, input_kind="pixels", properties=set(), **common)
     with pytest.raises(ValueError, match="unknown properties"):
-        registry.register(fake_loss, inputs="regression", properties={"shiny"}, **common)
+        registry.register(fake_loss, input_kind="regression", properties={"shiny"}, **common)
     with pytest.raises(ValueError, match="already registered"):
-        registry.register(_renamed(fake_loss, "huber_loss"), inputs="regression",
+        registry.register(_renamed(fake_loss, "huber_loss"), input_kind="regression",
                           properties=set(), **common)
     with pytest.raises(KeyError, match="no loss named 'nope'"):
         registry.get("nope")

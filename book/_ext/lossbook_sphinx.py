@@ -105,7 +105,7 @@ class ApiDirective(_RstDirective):
                       "   * - loss", "     - inputs", "     - range", "     - properties", "     - gradient",
                       "     - reference"]
             for s in specs:
-                lines += [f"   * - :func:`~{mod}.{s.name}`", f"     - {s.inputs}",
+                lines += [f"   * - :func:`~{mod}.{s.name}`", f"     - {s.input_kind}",
                           f"     - {_fmt_range(*s.output_range)}",
                           f"     - {', '.join(sorted(s.properties)) or '—'}", f"     - {s.gradient}",
                           f"     - ``{s.reference_name}``"]
@@ -159,7 +159,7 @@ class LossCardsDirective(_RstDirective):
                     lines += [f"   {s.summary[0].upper() + s.summary[1:]}.", ""]
                 props = ", ".join(sorted(s.properties)) or "none claimed"
                 module = f":class:`~lossbook.{family}.{s.module.__name__}`" if s.module else "none"
-                lines += [f"   - **inputs**: {s.inputs}; **range**: {_fmt_range(*s.output_range)}",
+                lines += [f"   - **inputs**: {s.input_kind}; **range**: {_fmt_range(*s.output_range)}",
                           f"   - **properties** (tested): {props}",
                           f"   - **gradient**: {s.gradient}; **reductions**: {', '.join(s.reductions)}",
                           f"   - **reference**: ``{s.reference_name}``",
