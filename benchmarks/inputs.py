@@ -43,23 +43,9 @@ HIDDEN_SIZES = {
 }
 LINEAR_CE_CASE = (8192, 256, 32768)  # --linear-ce: the naive logits are 1 GiB in float32
 
-# How each input kind scales. Unknown kinds are skipped with a printed reason.
-LAYOUTS = {
-    "regression": "rows-cols",
-    "returns": "rows-cols",
-    "distribution": "rows-cols",
-    "series": "rows-cols",  # the last dim is time
-    "logits": "rows-cols",  # the last dim is the class
-    "probabilities": "rows-cols",
-    "margins": "rows-cols",
-    "quantiles": "rows",  # the quantile levels are a hyperparameter: keep Q
-    "policy-paths": "rows",  # path length T kept (the loss is exp(-Σ log π) along the path)
-    "samples": "rows",  # 1-D samples; histogram bins kept
-    "embeddings": "rows",
-    "boxes": "rows-exact",  # whole rows resampled, no jitter (x1 < x2 must survive)
-    "hidden": "hidden",
-}
-CLASS_KINDS = {"logits", "probabilities"}
+# How each input kind scales is its record's ``bench_layout`` (lossbook.kinds): "rows-cols" scales rows and the
+# free last dimension, "rows" keeps the other dims (quantile levels, path length, bins), "rows-exact" resamples
+# whole rows without jitter (x1 < x2 must survive), "hidden" is the linear-layer cross-entropy.
 
 
 class Unsupported(Exception):
@@ -109,7 +95,7 @@ def _resample_rows(t: torch.Tensor, rows: int, g: torch.Generator) -> torch.Tens
 def build(spec: LossSpec, size: str, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
           seed: int = 0) -> Built:
     """The registered sample of ``spec`` scaled to ``size``; raises :class:`Unsupported` for unknown kinds."""
-    layout = LAYOUTS.get(spec.input_kind)
+    layout = spec.kind.bench_layout
     if layout is None:
         raise Unsupported(f"no size-aware builder for input kind {spec.input_kind!r} (add one to benchmarks/inputs.py)")
     g = torch.Generator().manual_seed(seed)
@@ -125,7 +111,7 @@ def build(spec: LossSpec, size: str, dtype: torch.dtype = torch.float32, device:
     else:
         other = math.prod(x0.shape[1:]) if x0.dim() >= 2 else 1
         new_rows, new_cols = max(1, rows * cols // other), None
-    classes = new_cols if spec.input_kind in CLASS_KINDS else None
+    classes = new_cols if spec.kind.class_targets else None
 
     def scale(t):
         if not isinstance(t, torch.Tensor):

@@ -17,7 +17,7 @@ runs) and every requested size:
   (``benchmarks/inputs.py``; small/medium/large are 128x32, 2048x128 and 8192x256 elements, or
   N·D·V = 128·32·512, 1024·64·4096 and 2048·128·8192 for the linear cross-entropy). Losses of an
   input kind with no builder are skipped with a printed reason.
-* **reference** — the table in ``benchmarks/references.py``: an exact torch built-in
+* **reference** — the record's ``equivalent`` (see ``benchmarks/references.py``): an exact torch built-in
   (``builtin``), a peer library (``peer``: kornia, entmax, torchmetrics), the materialised
   version (``naive``), or, for a loss with neither, a ``baseline`` of ``F.cross_entropy`` (class
   kinds) / ``F.mse_loss`` (other kinds) on the same input, reported as a *cost multiple*.
@@ -67,7 +67,6 @@ import csv
 import datetime
 import gc
 import json
-import math
 import os
 import pathlib
 import platform
@@ -258,7 +257,7 @@ def bench_loss(spec: LossSpec, size: str, dev: Device, args) -> dict:
     except Unsupported as exc:
         return {**row, "status": "skip", "note": str(exc)}
     sample = as_leaves(built.sample)
-    ref = reference_for(spec.name, spec.input_kind, sample)
+    ref = reference_for(spec, sample)
     target = target_for(ref, spec.input_kind)
     row.update(shape=built.shape, category=ref.category, reference=ref.label, target=target)
     notes = []

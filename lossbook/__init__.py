@@ -8,7 +8,7 @@ in its own module, named like the book chapter that derives it::
 Every public loss is recorded in :mod:`lossbook.registry`.
 """
 
-from lossbook import registry, utils, validation
+from lossbook import families, kinds, registry, utils, validation
 from lossbook import regression
 from lossbook import classification, robust
 from lossbook.classification import cross_entropy, focal_loss
@@ -27,7 +27,7 @@ from lossbook.utils import seed_everything
 __version__ = "0.1.0"
 
 __all__ = [
-    "registry", "utils", "validation", "regression",
+    "families", "kinds", "registry", "utils", "validation", "surrogates", "proper", "regression",
     "classification", "robust", "cross_entropy", "focal_loss",
     "mse_loss", "mae_loss", "huber_loss", "pseudo_huber_loss", "log_cosh_loss", "quantile_loss",
     "gaussian_nll_loss", "seed_everything", "__version__",

@@ -398,6 +398,9 @@ def check_loss(
     if not (isinstance(seeds, int) and seeds >= 1):
         raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
     ref = get(reference) if isinstance(reference, str) else reference
+    if not ref.kind.tensors:
+        raise ValueError(f"check_loss compares losses of tensors; {ref.name} takes a model "
+                         f"(input kind {ref.input_kind!r}): compare with lossbook.registry.get({ref.name!r}).reference")
     fixed = dict(reference_kwargs or {})
     ref, subject = _pair_of_specs(ref, candidate, fixed)
     report = CheckReport(_name_of(candidate), ref.name, [])
@@ -408,7 +411,8 @@ def check_loss(
     if signature is not None:
         return report
     for name, check in (("value", lambda: _check_values(subject, ref, seeds)),
-                        ("gradient", lambda: _check_gradients(subject, ref, min(seeds, 3))),
+                        ("gradient", lambda: None if ref.gradient == "none"
+                         else _check_gradients(subject, ref, min(seeds, 3))),
                         ("dtype", lambda: _check_dtype(subject)),
                         ("inputs untouched", lambda: _check_inputs_untouched(subject)),
                         ("extreme inputs", lambda: _check_extreme(subject, ref))):
@@ -416,6 +420,8 @@ def check_loss(
         detail = problem or _PASSED[name].format(seeds=seeds)
         if name == "extreme inputs" and ref.extreme is None:
             detail = "none registered for this loss, nothing to check"
+        if name == "gradient" and ref.gradient == "none":
+            detail = "a metric (piecewise constant): no gradient to check"
         add(Finding(name, problem is None, detail))
     claims = ref.properties if properties is None else frozenset(properties)
     for prop in sorted(claims):
@@ -639,3 +645,19 @@ def _check_extreme(subject: LossSpec, ref: LossSpec) -> str | None:
             return (f"non-finite gradient {_fmt(grad[idx])} for argument {i}{_where(s, grad.shape, idx)}: "
                     f"{_nonfinite_hint(grad)}")
     return _compare(out, want, "value", s, rtol=1e-3, atol=1e-3)
+
+
+_RENAMED = {
+    "probe_symmetric_regression": "probe_even_regression",
+    "probe_robust_regression": "probe_bounded_influence_regression",
+    "probe_symmetric_logits": "probe_label_symmetric_logits",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # The old probe names keep working for one release.
+    if name in _RENAMED:
+        import warnings
+        warnings.warn(f"lossbook.check.{name} is renamed {_RENAMED[name]}", DeprecationWarning, stacklevel=2)
+        return globals()[_RENAMED[name]]
+    raise AttributeError(f"module 'lossbook.check' has no attribute {name!r}")

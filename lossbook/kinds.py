@@ -45,7 +45,7 @@ class ErrorCase:
 
     description: str
     make: Callable[[Sample], Sample]
-    exception: type[Exception]
+    exception: type[Exception] | tuple[type[Exception], ...]
     match: str
 
 
@@ -259,7 +259,7 @@ LOGITS_ERRORS = (
     ErrorCase("class-index target of another shape", with_arg(1, lambda y: y[:-1]), ValueError,
               r"class-index target must have shape"),
     ErrorCase("float target of another shape", with_arg(1, lambda y: torch.zeros(len(y), 2, dtype=torch.float64)),
-              ValueError, r"probability target must have the shape|this loss takes class-index targets"),
+              (ValueError, TypeError), r"probability target must have the shape|this loss takes class-index targets"),
     ErrorCase("integer logits", with_arg(0, lambda z: z.long()), TypeError, r"must be a floating-point tensor"),
     ErrorCase("target on another device", with_arg(1, lambda y: y.to("meta")), RuntimeError,
               r"target is on device meta but \w+ is on device cpu"),
@@ -293,7 +293,7 @@ RANKING_ERRORS = (
 )
 
 BOXES_ERRORS = (
-    ErrorCase("not four coordinates", with_arg(0, lambda b: b[:, :3]), ValueError, r"boxes must have shape \(\.\.\., 4\)"),
+    ErrorCase("not four coordinates", lambda s: Sample((s.args[0][:, :3], s.args[1][:, :3]), s.kwargs), ValueError, r"boxes must have shape \(\.\.\., 4\)"),
     ErrorCase("x2 < x1", with_arg(1, lambda b: b[:, [2, 1, 0, 3]]), ValueError,
               r"target boxes must have x1 <= x2 and y1 <= y2"),
     ErrorCase("target of another shape", _shorter_target, ValueError, r"input and target must have the same shape"),

@@ -29,7 +29,7 @@ from torch import nn
 
 from lossbook import validation as V
 from lossbook.registry import module_twin
-from lossbook.utils import check_reduction, reduce_loss, to_compute_dtype
+from lossbook.utils import check_reduction, finish, to_compute_dtype
 
 __all__ = [
     "MARGIN_KINDS", "CONVEX_MARGIN_KINDS", "margin_loss", "zero_one_loss", "conditional_risk",
@@ -37,11 +37,6 @@ __all__ = [
     "CalibratedDerivative", "sample_calibrated_derivative", "ensloss_margin_surrogate", "EnsLoss",
     "boosting_targets", "lts_loss", "MarginLoss", "CompSumLoss", "LTSLoss",
 ]
-
-
-def _finish(loss: torch.Tensor, like: torch.Tensor, reduction: str, weight: torch.Tensor | None) -> torch.Tensor:
-    V.check_weight(weight, loss.shape, like)
-    return reduce_loss(loss, reduction, weight).to(like.dtype)
 
 
 # --------------------------------------------------------------------------- binary margin surrogates
@@ -99,8 +94,7 @@ CONVEX_MARGIN_KINDS: frozenset[str] = frozenset(
 
 
 def _check_kind(kind: str) -> None:
-    if kind not in _MARGIN_FUNCS:
-        raise ValueError(f"kind must be one of {', '.join(repr(k) for k in MARGIN_KINDS)}, got {kind!r}")
+    V.check_choice(kind, "kind", MARGIN_KINDS)
 
 
 def margin_loss(margin: torch.Tensor, *, kind: str = "logistic", weight: torch.Tensor | None = None,
@@ -145,7 +139,7 @@ def margin_loss(margin: torch.Tensor, *, kind: str = "logistic", weight: torch.T
     _check_kind(kind)
     check_reduction(reduction)
     z = to_compute_dtype(margin)
-    return _finish(_MARGIN_FUNCS[kind](z), margin, reduction, weight)
+    return finish(_MARGIN_FUNCS[kind](z), reduction, like=margin, weight=weight)
 
 
 def zero_one_loss(logits: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean") -> torch.Tensor:
@@ -158,9 +152,9 @@ def zero_one_loss(logits: torch.Tensor, target: torch.Tensor, *, reduction: str 
         >>> zero_one_loss(torch.tensor([[2.0, 1.0], [0.0, 3.0]]), torch.tensor([0, 0]))
         tensor(0.5000)
     """
-    V.check_floating(logits, "logits")
-    V.check_class_target(target, logits.shape[-1])
-    return reduce_loss((logits.argmax(-1) != target).to(logits.dtype), reduction)
+    V.check_logits_target(logits, target, name="logits", soft=False)
+    check_reduction(reduction)
+    return finish((logits.argmax(-1) != target).to(logits.dtype), reduction, like=logits)
 
 
 # --------------------------------------------------------------------------- classification calibration
@@ -296,18 +290,16 @@ def is_classification_calibrated(phi: str | Callable, eps: float = 1e-4) -> bool
 # --------------------------------------------------------------------------- comp-sum losses
 
 
-def _class_target(logits: torch.Tensor, target: torch.Tensor) -> None:
-    V.check_floating(logits, "logits")
-    V.check_same_device(logits=logits, target=target)
-    if logits.dim() != 2:
-        raise ValueError(f"logits must have shape (N, C), got {tuple(logits.shape)}")
-    if target.is_floating_point():
-        V.check_same_shape(logits, target, ("logits", "target"))
-    else:
-        if target.shape != logits.shape[:1]:
-            raise ValueError(f"class-index target must have shape (N,) = {tuple(logits.shape[:1])}, "
-                             f"got {tuple(target.shape)}")
-        V.check_class_target(target, logits.shape[1])
+def _comp_sum_terms(logp: torch.Tensor, tau: float | torch.Tensor) -> torch.Tensor:
+    """-expm1((τ-1) log p)/(τ-1), and -log p at τ = 1; a 0-d tensor τ takes a branch-free path (compiles)."""
+    if not isinstance(tau, torch.Tensor):
+        if tau == 1.0:
+            return -logp
+        return -torch.expm1((tau - 1.0) * logp) / (tau - 1.0)
+    c = (tau - 1.0).to(logp.dtype)
+    at_one = c == 0
+    c_safe = torch.where(at_one, torch.ones_like(c), c)
+    return torch.where(at_one, -logp, -torch.expm1(c_safe * logp) / c_safe)
 
 
 def comp_sum_loss(logits: torch.Tensor, target: torch.Tensor, *, tau: float = 1.0,
@@ -329,7 +321,10 @@ def comp_sum_loss(logits: torch.Tensor, target: torch.Tensor, *, tau: float = 1.
     ``log_softmax``, which is exact near :math:`\tau = 1` and never forms
     :math:`p_y` itself. For :math:`\tau < 1` the loss grows like
     :math:`p_y^{-(1-\tau)}` and can overflow for hopeless logits: that is the
-    loss. A probability target :math:`q` gives :math:`\sum_y q_y \ell_\tau(h, x, y)`.
+    loss. A probability target :math:`q` (on the simplex, checked) gives
+    :math:`\sum_y q_y \ell_\tau(h, x, y)`. ``-inf`` logits mask classes: loss
+    and gradient stay finite as with :func:`torch.nn.functional.cross_entropy`.
+    ``tau`` may be a 0-d tensor (a module twin's buffer; a branch-free path).
 
     Args:
         logits: ``(N, C)`` scores.
@@ -348,18 +343,24 @@ def comp_sum_loss(logits: torch.Tensor, target: torch.Tensor, *, tau: float = 1.
         >>> comp_sum_loss(h, y, tau=2.0), 1 - torch.softmax(h, -1)[0, 0]
         (tensor(0.1562), tensor(0.1562))
     """
-    _class_target(logits, target)
+    if isinstance(logits, torch.Tensor) and logits.dim() == 2 and logits.shape[1] == 0:
+        raise ValueError(f"logits must have at least one class (C >= 1), got shape {tuple(logits.shape)}")
+    soft = V.check_logits_target(logits, target, name="logits")
+    if soft:
+        V.check_simplex(target, "target")
     V.check_nonnegative(tau, "tau")
     check_reduction(reduction)
     logp = torch.log_softmax(to_compute_dtype(logits), dim=-1)
-    if not target.is_floating_point():
-        logp = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-    if tau == 1.0:
-        per_class = -logp
+    if soft:
+        q = target.to(logp.dtype)
+        # Masked classes (-inf logits) carry no target mass: keep their -inf out of the
+        # nonlinearity, so that neither the value nor the gradient meets 0·inf.
+        logp = torch.where(q > 0, logp, torch.zeros_like(logp))
     else:
-        per_class = -torch.expm1((tau - 1.0) * logp) / (tau - 1.0)
-    loss = (per_class * target.to(per_class.dtype)).sum(-1) if target.is_floating_point() else per_class
-    return _finish(loss, logits, reduction, weight)
+        logp = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    per_class = _comp_sum_terms(logp, tau)
+    loss = (per_class * q).sum(-1) if soft else per_class
+    return finish(loss, reduction, like=logits, weight=weight)
 
 
 # --------------------------------------------------------------------------- EnsLoss
@@ -425,8 +426,9 @@ def ensloss_margin_surrogate(margins: torch.Tensor, derivative_fn: Callable[[tor
     """
     V.check_floating(margins, "margins")
     check_reduction(reduction)
-    g = derivative_fn(margins.detach())
-    return reduce_loss(g * margins, reduction)
+    z = to_compute_dtype(margins)
+    g = derivative_fn(z.detach())
+    return finish(g * z, reduction, like=margins)
 
 
 class EnsLoss(nn.Module):
@@ -436,7 +438,9 @@ class EnsLoss(nn.Module):
     :func:`sample_calibrated_derivative` (from ``generator``) and returns
     :func:`ensloss_margin_surrogate`; in eval mode it returns the mean
     logistic loss (a fixed, meaningful value for monitoring). *Inspired by*
-    Dai et al. (2024); the derivative generator is ours.
+    Dai et al. (2024); the derivative generator is ours. The margins are
+    validated before the draw, so a call that raises does not advance
+    ``generator``; the draw of the last training call is kept in ``last``.
 
     Example:
         >>> crit = EnsLoss(generator=torch.Generator().manual_seed(0))
@@ -452,6 +456,7 @@ class EnsLoss(nn.Module):
         self.last: CalibratedDerivative | None = None
 
     def forward(self, margins: torch.Tensor) -> torch.Tensor:
+        V.check_floating(margins, "margins")  # before the draw: a call that raises leaves the generator alone
         if not self.training:
             return margin_loss(margins, kind="logistic", reduction=self.reduction)
         self.last = sample_calibrated_derivative(self.generator)
@@ -513,7 +518,7 @@ def lts_loss(log_policy_path: torch.Tensor, depth: torch.Tensor, *, reduction: s
         log_policy_path: ``(N, T)`` log action probabilities along each
             solution path (pad with 0 beyond the path's end), or ``(N,)``
             already-summed path log-probabilities; all entries ``<= 0``.
-        depth: ``(N,)`` path depths ``d_k > 0``, floating point.
+        depth: ``(N,)`` path depths ``d_k > 0``, floating point (checked in eager mode).
         reduction: ``"sum"`` (the default: a total search cost) | ``"mean"`` | ``"none"``.
 
     Reference: Orseau, Hutter & Lelis (2023), *Levin Tree Search with Context Models*.
@@ -529,12 +534,14 @@ def lts_loss(log_policy_path: torch.Tensor, depth: torch.Tensor, *, reduction: s
     if log_policy_path.dim() not in (1, 2) or depth.shape != log_policy_path.shape[:1]:
         raise ValueError(f"expected log_policy_path (N, T) or (N,) and depth (N,), got "
                          f"{tuple(log_policy_path.shape)} and {tuple(depth.shape)}")
-    if not torch.compiler.is_compiling() and log_policy_path.numel() and bool((log_policy_path > 0).any()):
-        raise ValueError("log_policy_path holds log-probabilities: every entry must be <= 0, "
-                         f"got max {float(log_policy_path.max()):.4g}")
+    if (not V.skip_value_checks(log_policy_path) and log_policy_path.numel()
+            and not bool((log_policy_path <= 0).all())):
+        got = "NaN" if bool(log_policy_path.isnan().any()) else f"max {float(log_policy_path.max()):.4g}"
+        raise ValueError(f"log_policy_path holds log-probabilities: every entry must be <= 0 (and not NaN), got {got}")
+    V.check_values_above(depth, 0.0, "depth")
     lp = to_compute_dtype(log_policy_path)
     log_path = lp.sum(-1) if lp.dim() == 2 else lp
-    return _finish(to_compute_dtype(depth) * torch.exp(-log_path), log_policy_path, reduction, None)
+    return finish(to_compute_dtype(depth) * torch.exp(-log_path), reduction, like=log_policy_path)
 
 
 # --------------------------------------------------------------------------- module twins
@@ -546,8 +553,9 @@ LTSLoss = module_twin(lts_loss, "LTSLoss")
 
 # --------------------------------------------------------------------------- registry records
 
-from lossbook.registry import ErrorCase, Sample, register  # noqa: E402
+from lossbook.registry import Equivalent, ErrorCase, ModuleSample, Sample, register, register_module  # noqa: E402
 from lossbook.registry import as_numpy as _np  # noqa: E402
+from lossbook.registry import with_arg as _swap  # noqa: E402
 from lossbook.registry import with_kwargs as _bad_kwarg  # noqa: E402
 from lossbook.registry import logits_sample  # noqa: E402
 
@@ -590,8 +598,9 @@ def _ref_comp_sum(logits, target, tau=1.0):
     out = np.zeros(n)
     for i in range(n):
         for y in range(c):
-            u = sum(math.exp(h[i, k] - h[i, y]) for k in range(c) if k != y)
-            phi = math.log1p(u) if tau == 1.0 else ((1 + u) ** (1 - tau) - 1) / (1 - tau)
+            # log(1 + u), u = Σ_{k≠y} exp(h_k - h_y), in log space (u overflows for logits of ±1e4)
+            log1pu = np.logaddexp.reduce([0.0] + [h[i, k] - h[i, y] for k in range(c) if k != y])
+            phi = log1pu if tau == 1.0 else math.expm1((1 - tau) * log1pu) / (1 - tau)
             out[i] += q[i, y] * phi
     return torch.from_numpy(out)
 
@@ -619,27 +628,110 @@ def _lts_extreme(gen, dtype, device):
     return Sample((lp, torch.tensor([10.0, 1.0], dtype=dtype, device=device)))
 
 
+def _eq_margin_loss(s, reduction):
+    if s.kwargs.get("kind", "logistic") != "logistic":
+        return None
+    z = s.args[0]
+    return F.soft_margin_loss(z, torch.ones_like(z), reduction=reduction)
+
+
+def _peek_derivative(module):
+    """The derivative the module's next training call will draw, without consuming the draw."""
+    gen = module.generator
+    if gen is None:
+        state = torch.random.get_rng_state()
+        g = sample_calibrated_derivative(None)
+        torch.random.set_rng_state(state)
+        return g
+    state = gen.get_state()
+    g = sample_calibrated_derivative(gen)
+    gen.set_state(state)
+    return g
+
+
+def _ref_ensloss(module, sample):
+    import numpy as np
+    from scipy.special import expit
+    z = _np(sample.args[0])
+    if module.training:
+        g = _peek_derivative(module)
+        per = -g.c * expit(-g.a * (z - g.b)) * z
+    else:
+        per = np.logaddexp(0.0, -z)
+    out = {"none": per, "sum": per.sum(), "mean": per.mean() if per.size else np.float64(0.0)}[module.reduction]
+    return torch.from_numpy(np.asarray(out, dtype=np.float64))
+
+
+def _ensloss_sample(gen, dtype, device):
+    def margins(n):
+        return (torch.randn(n, generator=gen, dtype=torch.float64) * 2).to(dtype=dtype, device=device)
+    seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=gen))
+    return ModuleSample(init={"generator": torch.Generator().manual_seed(seed)}, forward=Sample((margins(6),)),
+                        steps=(Sample((margins(6),)), Sample((margins(4),))))
+
+
 _POS = (0.0, math.inf)
+_LABEL_OUT_OF_RANGE = ErrorCase("label out of range", lambda s: Sample((s.args[0], s.args[1] + 10), s.kwargs),
+                                ValueError, r"target class indices must lie in \[0, 3\]")
 
 register(margin_loss, module=MarginLoss, section="sec-surrogates-risk", input_kind="margins",
          output_range=_POS, properties={"convex", "nonnegative", "classification-calibrated"}, gradient="exact",
          reference=_ref_margin, reference_name="float64 numpy logaddexp(0, -z)", sample=_margin_sample(),
-         extreme=_margin_extreme, weighted=True,
-         errors=(ErrorCase("unknown kind", _bad_kwarg(kind="cubic"), ValueError, r"kind must be one of 'hinge'"),),
+         extreme=_margin_extreme, weighted=True, second_order=True,
+         equivalent=Equivalent("builtin", "F.soft_margin_loss(z, 1)", _eq_margin_loss),
+         errors=(ErrorCase("unknown kind", _bad_kwarg(kind="cubic"), ValueError, r"kind must be one of 'hinge'"),
+                 ErrorCase("integer margins", _swap(0, lambda z: z.long()), TypeError,
+                           r"margin must be a floating-point tensor"),
+                 ErrorCase("a weight that does not broadcast", _bad_kwarg(weight=torch.ones(6, 3, 2,
+                                                                                          dtype=torch.float64)),
+                           ValueError, r"weight of shape \(6, 3, 2\) does not broadcast")),
          formula=r"\phi(yf(x)),\ \phi\in\{\text{hinge, logistic, exp, ...}\}",
          summary="binary margin surrogates of the 0-1 loss")
+def _ref_zero_one(logits, target):
+    import numpy as np
+    return torch.from_numpy((np.argmax(_np(logits), axis=-1) != target.cpu().numpy()).astype(np.float64))
+
+
+register(zero_one_loss, module=None, section="sec-surrogates-risk", input_kind="logits",
+         output_range=(0.0, 1.0), properties={"bounded", "nonnegative"}, gradient="none",
+         reference=_ref_zero_one, reference_name="float64 numpy argmax != y", sample=logits_sample(),
+         formula=r"\mathbb 1[\arg\max_k h_k \ne y]", summary="the multiclass 0-1 loss: a metric, not trainable")
 register(comp_sum_loss, module=CompSumLoss, section="sec-surrogates-compsum", input_kind="logits",
          output_range=_POS, properties={"nonnegative", "classification-calibrated"}, gradient="exact",
          reference=_ref_comp_sum, reference_name="float64 Φ^τ(Σ_{y'≠y} exp(h_y' - h_y)) (Mao et al. 2023)",
-         sample=logits_sample(scale=1.5, tau=0.5), extreme=_comp_sum_extreme, weighted=True,
+         sample=logits_sample(scale=1.5, tau=0.5), extreme=_comp_sum_extreme, weighted=True, second_order=True,
+         references=("mao2023crossentropy",),
          errors=(ErrorCase("negative tau", _bad_kwarg(tau=-1.0), ValueError, r"tau must be a finite number >= 0"),
-                 ErrorCase("label out of range", lambda s: Sample((s.args[0], s.args[1] + 10), s.kwargs), ValueError,
-                           r"target class indices must lie in \[0, 3\]")),
+                 ErrorCase("NaN tau", _bad_kwarg(tau=math.nan), ValueError, r"tau must be a finite number >= 0"),
+                 ErrorCase("infinite tau", _bad_kwarg(tau=math.inf), ValueError, r"tau must be a finite number >= 0"),
+                 ErrorCase("probability target off the simplex",
+                           _swap(1, lambda y: torch.full((len(y), 4), 0.5, dtype=torch.float64)), ValueError,
+                           r"target must hold probability vectors"),
+                 _LABEL_OUT_OF_RANGE),
          formula=r"\Phi^\tau\big(\sum_{y'\ne y}e^{h_{y'}-h_y}\big) = \frac{1-p_y^{\tau-1}}{\tau-1}",
          summary="comp-sum family: sum-exp (τ=0), CE (τ=1), GCE (q=τ-1), 1-p_y (τ=2)")
 register(lts_loss, module=LTSLoss, section="sec-surrogates-lts", input_kind="policy-paths",
          output_range=_POS, properties={"convex", "nonnegative"}, gradient="exact", reference=_ref_lts,
-         reference_name="float64 d·exp(-Σ log π)", sample=_lts_sample, extreme=_lts_extreme,
+         reference_name="float64 d·exp(-Σ log π)", sample=_lts_sample, extreme=_lts_extreme, second_order=True,
+         references=("orseau2023levin",),
          errors=(ErrorCase("positive log-probability", lambda s: Sample((-s.args[0], s.args[1]), s.kwargs),
-                           ValueError, r"every entry must be <= 0"),),
+                           ValueError, r"every entry must be <= 0"),
+                 ErrorCase("NaN log-probability", _swap(0, lambda lp: lp * math.nan), ValueError,
+                           r"every entry must be <= 0 \(and not NaN\), got NaN"),
+                 ErrorCase("zero depth", _swap(1, lambda d: d * 0), ValueError, r"every entry of depth must be > 0"),
+                 ErrorCase("depth of another length", _swap(1, lambda d: d[:-1]), ValueError,
+                           r"expected log_policy_path \(N, T\) or \(N,\) and depth \(N,\)"),
+                 ErrorCase("integer depth", _swap(1, lambda d: d.long()), TypeError,
+                           r"depth must be a floating-point tensor"),
+                 ErrorCase("depth on another device", _swap(1, lambda d: d.to("meta")), RuntimeError,
+                           r"depth is on device meta but log_policy_path is on device cpu")),
          formula=r"\sum_k d_k/\pi_\theta(n^*_k)", summary="Levin-tree-search cost bound as a loss")
+register_module(EnsLoss, section="sec-surrogates-ensloss", input_kind="margins", output_range=(-math.inf, math.inf),
+                properties=frozenset(), gradient="exact", reference=_ref_ensloss,
+                reference_name="float64 scipy: sg[g(z)]·z with the next draw of the generator (train), "
+                               "logaddexp(0, -z) (eval)",
+                sample=_ensloss_sample, train_eval=True, references=("dai2024ensloss",),
+                errors=(ErrorCase("integer margins", _swap(0, lambda z: z.long()), TypeError,
+                                  r"margins must be a floating-point tensor"),),
+                formula=r"\tfrac1n\sum_i\mathrm{sg}[g(z_i)]\,z_i,\ g(z)=-c\,\sigma(-a(z-b))\ \text{drawn per call}",
+                summary="EnsLoss: a fresh random calibrated loss derivative at each training step")

@@ -375,6 +375,8 @@ def check_model_inputs(model: object, x: torch.Tensor, y: torch.Tensor, num_clas
     check_floating(x, "x")
     check_tensor(y, "y")
     check_same_device(x=x, y=y)
+    if x.dim() < 1:
+        raise ValueError("x must be a batch of shape (N, ...), got a 0-d tensor")
     if y.dim() != 1 or y.shape[0] != x.shape[0]:
         raise ValueError(f"y must have shape (N,) = ({x.shape[0]},), got {_shape(y)}")
     if num_classes is not None:

@@ -19,13 +19,15 @@ import threading
 
 import pytest
 
+from lossbook.families import written
+
 pytestmark = pytest.mark.browser
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 HTML = ROOT / "_build" / "html"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
-CHAPTERS = ["surrogates", "proper", "regression", "classification", "robust", "performance"]
+CHAPTERS = [f.page for f in written()] + ["performance"]
 REFERENCE = ["api", "loss_cards", "chapter_map", "seed_papers", "glossary", "bibliography", "status"]
 PAGES = ["index.html"] + [f"book/{name}.html" for name in CHAPTERS + REFERENCE]
 

@@ -571,3 +571,251 @@ def test_largest_tensor_in_forward_and_backward_is_one_block():
     with _LargestAllocation() as mode:
         naive(h, w, y, b).backward()
     assert mode.largest >= n * v  # the probe sees the naive logits
+
+
+# --------------------------------------------------------------------------- adversarial review: one test per defect
+# Each test below failed on the version of lossbook.classification before the review.
+
+LOGIT_LOSSES = {
+    "cross_entropy": {}, "focal_loss": {"gamma": 0.5, "alpha": 0.25}, "poly1_loss": {"epsilon": 1.0},
+    "poly_loss": {"epsilons": (-1.0, 0.3)}, "poly1_focal_loss": {"epsilon": 1.0, "gamma": 0.5},
+    "squentropy_loss": {}, "rescaled_square_loss": {"k": 2.0, "M": 3.0}, "ldr_kl_loss": {"lam": 0.7, "margin": 1.0},
+    "crammer_singer_loss": {"margin": 1.0}, "weston_watkins_loss": {"margin": 1.0},
+    "logit_adjusted_cross_entropy": {"tau": 0.8},
+}
+
+
+def _kwargs(name, c):
+    kw = dict(LOGIT_LOSSES[name])
+    if name == "logit_adjusted_cross_entropy":
+        kw["class_prior"] = torch.arange(1, c + 1, dtype=torch.float64)
+    return kw
+
+
+def test_review_validation_names_the_argument_and_the_fix():
+    z, y = logits(n=6, c=4)
+    # a float target of the wrong shape for an index-only loss: a ValueError naming the expected shape
+    with pytest.raises(ValueError, match=r"class-index targets \(torch.int64\) of shape \(6,\)"):
+        C.poly1_focal_loss(z, torch.zeros(6, 2, dtype=torch.float64))
+    with pytest.raises(TypeError, match="takes class-index targets"):
+        C.squentropy_loss(z, y.double())
+    # a float target of the index shape for a loss that also takes probabilities: says to use .long()
+    with pytest.raises(TypeError, match=r"use target.long\(\)"):
+        C.cross_entropy(z, y.double())
+    with pytest.raises(ValueError, match=r"input must have at least one class"):
+        C.focal_loss(torch.zeros(3, 0), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="target must hold probability vectors"):
+        C.focal_loss(z, torch.rand(6, 4, dtype=torch.float64) + 1)
+    with pytest.raises(TypeError, match="ignore_index must be an int"):
+        C.cross_entropy(z, y, ignore_index=1.5)
+    with pytest.raises(TypeError, match="target must be a torch.Tensor"):
+        linear_cross_entropy(torch.zeros(2, 3), torch.zeros(4, 3), [0, 1])
+    with pytest.raises(TypeError, match="epsilons must be a sequence"):
+        C.poly_loss(z, y, epsilons=1.0)
+    with pytest.raises(ValueError, match=r"every entry of target must lie in \[0, 1\]"):
+        C.sigmoid_focal_loss(z, torch.full_like(z, 2.0))
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"label_smoothing": 0.1}, {"label_smoothing": torch.tensor(0.1)},
+                                    {"weight": torch.tensor([1.0, 2.0, 3.0])}],
+                         ids=["plain", "ls", "ls-tensor", "weight"])
+def test_review_fully_ignored_batch_is_zero_with_zero_gradient(kwargs):
+    z = torch.randn(4, 3, requires_grad=True)
+    out = C.cross_entropy(z, torch.full((4,), -100), **kwargs)
+    assert float(out.detach()) == 0.0
+    out.backward()
+    assert float(z.grad.abs().sum()) == 0.0
+    # a dense batch with every pixel ignored, and one with an empty spatial axis
+    dense = C.cross_entropy(torch.randn(2, 3, 2, 2), torch.full((2, 2, 2), -100), **kwargs)
+    assert float(dense) == 0.0
+    assert float(C.cross_entropy(torch.randn(2, 3, 0), torch.zeros(2, 0, dtype=torch.long), **kwargs)) == 0.0
+    # and a partly ignored batch still matches torch
+    y = torch.tensor([0, -100, 2, 1])
+    torch.testing.assert_close(C.cross_entropy(z, y, **kwargs),
+                               F.cross_entropy(z, y, **{k: float(v) if k == "label_smoothing" else v
+                                                        for k, v in kwargs.items()}))
+
+
+def test_review_focal_alpha_contract():
+    z, y = logits(n=6, c=4)
+    for bad in (torch.tensor([0.5, -0.1, 0.2, 0.3], dtype=torch.float64), torch.tensor([0.5, math.nan, 0.2, 0.3]),
+                torch.tensor(-0.5), -0.5, math.nan, math.inf):
+        with pytest.raises(ValueError, match="alpha must be a finite number >= 0"):
+            C.focal_loss(z, y, alpha=bad)
+        with pytest.raises(ValueError, match="alpha must be a finite number >= 0"):
+            C.poly1_focal_loss(z, y, alpha=bad)
+    with pytest.raises(ValueError, match=r"one weight per class, shape \(C,\) = \(4,\), got shape \(3,\)"):
+        C.focal_loss(z, y, alpha=torch.ones(3))
+    # a 0-d tensor alpha is the scalar alpha
+    torch.testing.assert_close(C.focal_loss(z, y, alpha=torch.tensor(0.25, dtype=torch.float64)),
+                               C.focal_loss(z, y, alpha=0.25))
+    for bad in (1.5, -0.1, math.nan, torch.tensor(math.nan)):
+        with pytest.raises(ValueError, match=r"alpha must lie in \[0, 1\]"):
+            C.sigmoid_focal_loss(z, torch.rand_like(z), alpha=bad)
+
+
+@pytest.mark.parametrize("soft", [False, True], ids=["hard", "soft"])
+def test_review_sigmoid_focal_second_derivatives_are_finite_and_exact(soft):
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(4, 3, generator=g, dtype=torch.float64) * 2).requires_grad_(True)
+    t = torch.rand(4, 3, generator=g, dtype=torch.float64) if soft else (torch.rand(4, 3, generator=g) > 0.5).double()
+    t[0, 0], t[0, 1] = 0.0, 1.0
+    for gamma in (0.0, 0.5, 2.0):
+        f = lambda x: C.sigmoid_focal_loss(x, t, gamma=gamma, alpha=0.3, reduction="sum")  # noqa: E731
+        h = torch.autograd.functional.hessian(f, x)
+        assert torch.isfinite(h).all()
+        assert torch.autograd.gradgradcheck(f, (x,))
+
+
+def test_review_linear_cross_entropy_gradient_penalty_matches_naive():
+    h, w, b, y = make(n=9, d=4, v=7, dtype=torch.float64, ignore=2)
+    h, w, b = leaves(h, w, b)
+
+    def penalty_grads(loss_fn):
+        out = loss_fn()
+        (gh,) = torch.autograd.grad(out, h, create_graph=True)
+        return torch.autograd.grad(out + gh.square().sum(), (h, w, b))
+
+    got = penalty_grads(lambda: linear_cross_entropy(h, w, y, bias=b, label_smoothing=0.2, chunk_size=4))
+    want = penalty_grads(lambda: naive(h, w, y, b, label_smoothing=0.2))
+    for a, r in zip(got, want):
+        torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-12)
+    f = lambda h, w, b: linear_cross_entropy(h, w, y, bias=b, reduction="none", chunk_size=4)  # noqa: E731
+    assert torch.autograd.gradgradcheck(f, (h, w, b))
+
+
+@pytest.mark.parametrize("name", list(LOGIT_LOSSES))
+def test_review_compiles_fullgraph_dynamic_and_with_changing_hyperparameters(name):
+    fn, z, y = getattr(C, name), *logits(n=6, c=4)
+    kw = _kwargs(name, 4)
+    for dynamic in (True, False):
+        torch._dynamo.reset()
+        compiled = torch.compile(fn, fullgraph=True, backend="eager", dynamic=dynamic)
+        for factor in (1.0, 1.1, 1.2):
+            changed = {k: v * factor if isinstance(v, float) else v for k, v in kw.items()}
+            torch.testing.assert_close(compiled(z, y, **changed), fn(z, y, **changed))
+
+
+def test_review_module_twins_take_tensor_hyperparameters():
+    z, y = logits(n=6, c=4)
+    t = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    torch.testing.assert_close(C.FocalLoss(gamma=t(2.0))(z, y), C.FocalLoss(gamma=2.0)(z, y))
+    torch.testing.assert_close(C.FocalLoss(gamma=t(0.0), alpha=t(0.3))(z, y), 0.3 * F.cross_entropy(z, y))
+    torch.testing.assert_close(C.CrossEntropyLoss(label_smoothing=t(0.1))(z, y),
+                               F.cross_entropy(z, y, label_smoothing=0.1))
+    torch.testing.assert_close(C.SigmoidFocalLoss(gamma=t(1.5), alpha=t(0.4))(z, torch.sigmoid(z)),
+                               C.sigmoid_focal_loss(z, torch.sigmoid(z), gamma=1.5, alpha=0.4))
+    torch.testing.assert_close(C.PolyLoss(epsilons=t([1.0, -0.5]))(z, y), C.poly_loss(z, y, epsilons=(1.0, -0.5)))
+    torch.testing.assert_close(C.Poly1FocalLoss(epsilon=t(1.5), gamma=t(0.5))(z, y),
+                               C.poly1_focal_loss(z, y, epsilon=1.5, gamma=0.5))
+    for cls, fn in ((C.LDRKLLoss, C.ldr_kl_loss), (C.CrammerSingerLoss, C.crammer_singer_loss),
+                    (C.WestonWatkinsLoss, C.weston_watkins_loss)):
+        torch.testing.assert_close(cls(margin=t(0.7))(z, y), fn(z, y, margin=0.7))
+    prior = torch.tensor([0.4, 0.3, 0.2, 0.1], dtype=torch.float64)
+    torch.testing.assert_close(C.LogitAdjustedCrossEntropyLoss(class_prior=prior, tau=t(0.8))(z, y),
+                               C.logit_adjusted_cross_entropy(z, y, class_prior=prior, tau=0.8))
+    h, w, b, yy = make(dtype=torch.float64, ignore=3)
+    torch.testing.assert_close(LinearCrossEntropyLoss(label_smoothing=t(0.1), chunk_size=6)(h, w, yy),
+                               naive(h, w, yy, label_smoothing=0.1))
+
+
+def test_review_nan_hyperparameters_are_refused():
+    z, y = logits(n=6, c=4)
+    with pytest.raises(ValueError, match="class_prior must be positive"):
+        C.logit_adjusted_cross_entropy(z, y, class_prior=torch.tensor([0.5, math.nan, 0.2, 0.1]))
+    with pytest.raises(ValueError, match="class_prior must be positive"):
+        C.posthoc_logit_adjust(z, torch.tensor([0.5, math.inf, 0.2, 0.1]))
+    with pytest.raises(ValueError, match="alpha"):
+        C.focal_loss(z, y, alpha=torch.full((4,), math.nan))
+    for name, key in (("focal_loss", "gamma"), ("poly1_loss", "epsilon"), ("poly1_focal_loss", "epsilon"),
+                      ("ldr_kl_loss", "lam"), ("ldr_kl_loss", "margin"), ("crammer_singer_loss", "margin"),
+                      ("weston_watkins_loss", "margin"), ("logit_adjusted_cross_entropy", "tau"),
+                      ("rescaled_square_loss", "k"), ("cross_entropy", "label_smoothing")):
+        for bad in (math.nan, torch.tensor(math.nan)):
+            with pytest.raises(ValueError, match=key):
+                getattr(C, name)(z, y, **{**_kwargs(name, 4), key: bad})
+    with pytest.raises(ValueError, match="weight"):
+        C.cross_entropy(z, y, weight=torch.tensor([1.0, math.nan, 1.0, 1.0], dtype=torch.float64))
+    h, w, b, yy = make()
+    with pytest.raises(ValueError, match="bias must be finite or -inf"):
+        linear_cross_entropy(h, w, yy, bias=torch.full_like(b, math.nan))
+
+
+@pytest.mark.parametrize("name", list(LOGIT_LOSSES))
+def test_review_meta_tensors_give_meta_output(name):
+    fn = getattr(C, name)
+    kw = {k: v.to("meta") if isinstance(v, torch.Tensor) else v for k, v in _kwargs(name, 4).items()}
+    z, y = torch.zeros(6, 4, 3, device="meta"), torch.zeros(6, 3, dtype=torch.long, device="meta")
+    out = fn(z, y, **kw, reduction="none")
+    assert out.device.type == "meta" and out.shape == (6, 3)
+    assert fn(z, y, **kw).shape == ()
+    h, w = torch.zeros(5, 3, device="meta"), torch.zeros(7, 3, device="meta")
+    yy = torch.zeros(5, dtype=torch.long, device="meta")
+    assert linear_cross_entropy(h, w, yy, reduction="none").shape == (5,)
+
+
+@pytest.mark.parametrize("name", list(LOGIT_LOSSES))
+def test_review_masked_logits_give_finite_values_and_gradients(name):
+    fn = getattr(C, name)
+    z, y = logits(n=8, c=4)
+    y = y.clamp(min=1)  # class 0 is never the target
+    z = z.clone()
+    z[:, 0] = -math.inf
+    # a second batch where every class but the target is masked (p_t = 1 exactly)
+    z2 = torch.full((2, 3), -math.inf, dtype=torch.float64)
+    z2[0, 1], z2[1, 2] = 0.5, -3.0
+    y2 = torch.tensor([1, 2])
+    for zz, yy in ((z, y), (z2, y2)):
+        zz = zz.clone().requires_grad_(True)
+        try:
+            out = fn(zz, yy, **_kwargs(name, zz.shape[1]), reduction="sum")
+        except ValueError as err:  # squares of -inf: refused by name
+            assert name in {"squentropy_loss", "rescaled_square_loss"} and "-inf" in str(err)
+            continue
+        out.backward()
+        assert torch.isfinite(out) and torch.isfinite(zz.grad).all(), (name, out, zz.grad)
+        want = F.cross_entropy(zz.detach(), yy, reduction="sum")
+        assert torch.isfinite(want)
+    # cross-entropy with label smoothing has every class in the target: refused by name, not inf
+    with pytest.raises(ValueError, match="-inf"):
+        C.cross_entropy(z, y, label_smoothing=0.1)
+    # probability targets with no mass on the masked class: finite, no 0·(-inf)
+    q = torch.softmax(torch.randn(8, 4, dtype=torch.float64), -1)
+    q[:, 0] = 0
+    q = q / q.sum(1, keepdim=True)
+    for fn in (C.cross_entropy, C.focal_loss, C.poly1_loss):
+        zz = z.clone().requires_grad_(True)
+        out = fn(zz, q)
+        out.backward()
+        assert torch.isfinite(out) and torch.isfinite(zz.grad).all(), (fn.__name__, out, zz.grad)
+
+
+@pytest.mark.parametrize("c", [1, 4])
+@pytest.mark.parametrize("name", list(LOGIT_LOSSES))
+def test_review_zero_logits_give_finite_gradients(name, c):
+    fn = getattr(C, name)
+    z = torch.zeros(5, c, dtype=torch.float64, requires_grad=True)
+    y = torch.arange(5) % c
+    try:
+        out = fn(z, y, **_kwargs(name, c), reduction="sum")
+    except ValueError as err:
+        assert c == 1 and "at least 2 classes" in str(err)
+        return
+    (g,) = torch.autograd.grad(out, z)
+    assert torch.isfinite(out) and torch.isfinite(g).all() and float(g.abs().max()) < 1e3, (name, g)
+
+
+@pytest.mark.parametrize("name", [n for n in LOGIT_LOSSES if n not in {"squentropy_loss", "rescaled_square_loss"}])
+def test_review_extreme_logits_match_float64(name):
+    # ties of 1e30 (where logsumexp rounds to the largest logit in float32) and 1e4
+    fn = getattr(C, name)
+    z = torch.tensor([[1e30, -1e30, 0.0], [1e30, 1e30, -1e30], [1e4, -1e4, 1e4], [-1e4, 1e4 + 1, 1e4]])
+    y = torch.tensor([0, 1, 2, 2])
+    kw = _kwargs(name, 3)
+    got = fn(z, y, **kw, reduction="none").double()
+    # the registered float64 numpy oracle, on the logits shifted by the row maximum (exact here, and
+    # every one of these losses is shift-invariant), so that the 1e30 ties are resolved in float64 too
+    from lossbook.registry import get
+    zs = z.double() - z.double().amax(1, keepdim=True)
+    want = torch.as_tensor(get(name).reference(zs, y, **kw), dtype=torch.float64)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

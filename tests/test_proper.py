@@ -333,3 +333,238 @@ def test_link_log_loss_is_bce_for_one_logistic_component_and_matches_probabiliti
     p = link(v)
     want = -(y * p.log() + (1 - y) * (1 - p).log()).mean()
     torch.testing.assert_close(link.log_loss(v, y), want)
+
+
+# --------------------------------------------------------------------------- review fixes (one test per defect class)
+
+_PROBS_LOSSES = [P.log_score, P.brier_score, P.spherical_score, P.focal_score]
+
+
+@pytest.mark.parametrize("score", _PROBS_LOSSES, ids=lambda f: f.__name__)
+def test_a_nan_probability_or_an_off_simplex_target_is_refused(score):
+    # log_score with a NaN probability returned 0.693 (the value check let NaN through)
+    q = torch.tensor([[math.nan, 0.5], [0.5, 0.5]], dtype=D)
+    with pytest.raises(ValueError, match="probs must hold probability vectors .*no NaN"):
+        score(q, torch.tensor([1, 0]))
+    good = torch.tensor([[0.5, 0.5], [0.25, 0.75]], dtype=D)
+    with pytest.raises(ValueError, match="target must hold probability vectors"):
+        score(good, torch.full((2, 2), 0.7, dtype=D))
+    with pytest.raises(ValueError, match="probs must have at least one class"):
+        score(good[:, :0], torch.tensor([0, 0]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16])
+def test_z_loss_gradient_at_constant_logits_is_bounded(dtype):
+    # the std was clamped at float tiny: a gradient of ~1e18 at zero logits (inf in float16)
+    z = torch.zeros(3, 4, dtype=dtype, requires_grad=True)
+    P.z_loss(z, torch.tensor([0, 1, 2]), reduction="sum").backward()
+    assert torch.isfinite(z.grad).all() and float(z.grad.abs().max()) < 1e3
+    g = z.grad.double()
+    assert abs(float(g.sum())) <= 1e-3 * float(g.abs().sum())  # still orthogonal to the ones vector
+    # rows with a spread above eps are unchanged: the loss is still scale-invariant there
+    h, y = _logits(seed=3)
+    torch.testing.assert_close(P.z_loss(0.01 * h, y), P.z_loss(h, y))
+    with pytest.raises(ValueError, match="eps must be a finite number > 0"):
+        P.z_loss(h, y, eps=0.0)
+
+
+def _masked_inputs(soft):
+    z, y = _logits(n=6, c=5, seed=4)
+    z[:, 0] = -math.inf
+    y = torch.where(y == 0, torch.ones_like(y), y)
+    if soft:
+        t = torch.softmax(torch.randn(6, 5, generator=torch.Generator().manual_seed(5), dtype=D), -1)
+        t[:, 0] = 0.0
+        y = t / t.sum(-1, keepdim=True)
+    return z.requires_grad_(True), y
+
+
+_MASKED = [
+    ("fy_shannon", lambda z, y: P.fenchel_young_loss(z, y, reduction="sum"), True),
+    ("fy_squared", lambda z, y: P.fenchel_young_loss(z, y, regularizer="squared", reduction="sum"), True),
+    ("fy_tsallis", lambda z, y: P.fenchel_young_loss(z, y, regularizer="tsallis", alpha=1.4, reduction="sum"), True),
+    ("sparsemax_loss", lambda z, y: P.sparsemax_loss(z, y, reduction="sum"), True),
+    ("z_loss", lambda z, y: P.z_loss(z, y, reduction="sum"), False),
+    ("sparse_softmax_loss", lambda z, y: P.sparse_softmax_loss(z, y, k=2, reduction="sum"), False),
+    ("sparse_softmax_loss_k5", lambda z, y: P.sparse_softmax_loss(z, y, k=5, reduction="sum"), False),
+]
+
+
+_MASKED_CASES = [pytest.param(name, fn, soft, id=f"{name}-{'soft' if soft else 'index'}")
+                 for name, fn, takes_soft in _MASKED for soft in ((False, True) if takes_soft else (False,))]
+
+
+@pytest.mark.parametrize("name,fn,soft", _MASKED_CASES)
+def test_masked_logits_give_finite_losses_and_gradients(name, fn, soft):
+    # a -inf on a non-target class made 0·(-inf) = NaN in one-hot products (F.cross_entropy is finite)
+    z, y = _masked_inputs(soft)
+    out = fn(z, y)
+    out.backward()
+    assert torch.isfinite(out) and torch.isfinite(z.grad).all()
+    assert (z.grad[:, 0] == 0).all()  # a masked class gets no gradient
+    # and the masked class changes nothing: same as dropping the column
+    z2 = z.detach()[:, 1:]
+    y2 = y[:, 1:] if soft else y - 1
+    if name != "sparse_softmax_loss_k5":
+        torch.testing.assert_close(fn(z2, y2), out.detach())
+
+
+def test_sparsemax_loss_is_accurate_for_large_logits_in_float32_and_refuses_nan():
+    # the quadratic form cancelled: 0.5 instead of 0 at ±1e4 in float32
+    h = torch.tensor([[1e4, -1e4, 0.0], [-1e4, 1e4, 0.0], [0.0, 0.0, 0.0]])
+    y = torch.tensor([0, 0, 2])
+    want = torch.tensor([0.0, 20000.0, 1 / 3])
+    for fn in (P.sparsemax_loss, lambda a, b, **kw: P.fenchel_young_loss(a, b, regularizer="squared", **kw)):
+        torch.testing.assert_close(fn(h, y, reduction="none"), want)
+    z, t = _logits(seed=6, scale=0.5)
+    assert (P.sparsemax_loss(z.float() + 1e4, t, reduction="none") >= 0).all()
+    torch.testing.assert_close(P.sparsemax_loss(z.float() + 1e3, t), P.sparsemax_loss(z, t).float(), atol=2e-4, rtol=0)
+    bad = h.clone()
+    bad[0, 1] = math.nan  # gave "index -1 is out of bounds"
+    with pytest.raises(ValueError, match="logits contains NaN"):
+        P.sparsemax_loss(bad, y)
+    with pytest.raises(ValueError, match="theta contains NaN"):
+        P.fenchel_young_loss(bad, y, regularizer="tsallis")
+    with pytest.raises(ValueError, match="input contains NaN"):
+        P.sparsemax(bad)
+
+
+@pytest.mark.parametrize("alpha", [math.inf, math.nan, 1.0, -2.0])
+def test_tsallis_alpha_must_be_finite_and_above_one(alpha):
+    # alpha = inf gave a negative loss
+    z, y = _logits(seed=7)
+    with pytest.raises(ValueError, match="alpha must be a finite number > 1"):
+        P.fenchel_young_loss(z, y, regularizer="tsallis", alpha=alpha)
+    with pytest.raises(ValueError, match="alpha must be a finite number > 1"):
+        P.tsallis_entmax(z, alpha=alpha)
+
+
+_SECOND_ORDER = [
+    ("fy_squared", lambda t, y: P.fenchel_young_loss(t, y, regularizer="squared", reduction="sum"), P.sparsemax),
+    ("fy_tsallis_1.3", lambda t, y: P.fenchel_young_loss(t, y, regularizer="tsallis", alpha=1.3, reduction="sum"),
+     lambda u: P.tsallis_entmax(u, alpha=1.3)),
+    ("fy_tsallis_2.5", lambda t, y: P.fenchel_young_loss(t, y, regularizer="tsallis", alpha=2.5, reduction="sum"),
+     lambda u: P.tsallis_entmax(u, alpha=2.5)),
+    ("fy_shannon", lambda t, y: P.fenchel_young_loss(t, y, reduction="sum"), lambda u: torch.softmax(u, -1)),
+    ("sparsemax_loss", lambda t, y: P.sparsemax_loss(t, y, reduction="sum"), P.sparsemax),
+]
+
+
+@pytest.mark.parametrize("name,loss,pmap", _SECOND_ORDER, ids=[c[0] for c in _SECOND_ORDER])
+def test_fy_hessian_is_the_jacobian_of_the_prediction(name, loss, pmap):
+    # the prediction was computed without gradient: double backward gave a zero Hessian
+    th = torch.randn(3, 4, dtype=D, generator=torch.Generator().manual_seed(0)) * 0.4
+    y = torch.tensor([0, 1, 3])
+    hess = torch.autograd.functional.hessian(lambda u: loss(u.view(3, 4), y), th.flatten()).view(3, 4, 3, 4)
+    step = 1e-6
+    for i in range(3):
+        fd = torch.stack([(pmap(th[i] + step * e) - pmap(th[i] - step * e)) / (2 * step)
+                          for e in torch.eye(4, dtype=D)], 1)
+        assert float(fd.abs().sum()) > 0.1  # a non-trivial support
+        torch.testing.assert_close(hess[i, :, i, :], fd, atol=1e-5, rtol=1e-4)
+    t = th.clone().requires_grad_(True)
+    assert torch.autograd.gradgradcheck(lambda u: loss(u, y), (t,), eps=1e-6, atol=1e-5, rtol=1e-4)
+    # tsallis_entmax itself now has the exact Jacobian too
+    if "tsallis" in name:
+        u = th[0].clone().requires_grad_(True)
+        jac = torch.autograd.functional.jacobian(pmap, u)
+        torch.testing.assert_close(jac, torch.autograd.functional.jacobian(pmap, th[0]))
+        assert torch.autograd.gradcheck(pmap, (u,), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["z_loss", "fenchel_young_loss", "focal_score", "sparse_softmax_loss"])
+def test_compiles_with_dynamic_shapes_and_changing_hyperparameters(name):
+    # z_loss failed under dynamic=True (math.isfinite on b); fenchel_young_loss was marked compile=False
+    from lossbook.registry import get
+    spec = get(name)
+    assert spec.compile
+    torch._dynamo.reset()
+    fn = torch.compile(spec.fn, fullgraph=True, backend="eager", dynamic=True)
+    for seed, scale in ((0, 1.0), (1, 1.1), (2, 1.3)):
+        s = spec.sample(torch.Generator().manual_seed(seed), D, torch.device("cpu"))
+        kw = {k: v * scale if isinstance(v, float) else v for k, v in s.kwargs.items()}
+        args = tuple(a[: 6 - seed] for a in s.args)
+        torch.testing.assert_close(fn(*args, **kw, reduction="none"), spec.fn(*args, **kw, reduction="none"))
+    tensor_kw = {k: torch.tensor(v) if isinstance(v, float) else v for k, v in s.kwargs.items()}
+    torch.testing.assert_close(fn(*s.args, **tensor_kw), spec.fn(*s.args, **s.kwargs))
+
+
+def test_module_twins_take_0d_tensor_hyperparameters():
+    # ZLoss(b=tensor) and FenchelYoungLoss(alpha=tensor) raised: the checks wanted Python floats
+    q = torch.softmax(torch.randn(5, 3, generator=torch.Generator().manual_seed(0), dtype=D), -1)
+    z, y = _logits(n=5, c=3, seed=8)
+    cases = [
+        (P.FocalScoreLoss(gamma=torch.tensor(1.5)), P.focal_score, (q, y), {"gamma": 1.5}),
+        (P.ZLoss(a=torch.tensor(1.5), b=torch.tensor(2.0)), P.z_loss, (z, y), {"a": 1.5, "b": 2.0}),
+        (P.FenchelYoungLoss(regularizer="tsallis", alpha=torch.tensor(1.3)), P.fenchel_young_loss, (z, y),
+         {"regularizer": "tsallis", "alpha": 1.3}),
+        (P.SparseSoftmaxLoss(k=torch.tensor(2)), P.sparse_softmax_loss, (z, y), {"k": 2}),
+    ]
+    for module, fn, args, kwargs in cases:
+        assert len(list(module.buffers())) >= 1
+        torch.testing.assert_close(module(*args), fn(*args, **kwargs))
+    with pytest.raises(ValueError, match="gamma must be a finite number >= 0"):
+        P.FocalScoreLoss(gamma=torch.tensor(math.nan))(q, y)
+
+
+def test_nan_link_parameters_fail_and_every_loss_runs_on_meta():
+    # canonical_link_loss let NaN slopes through ((NaN <= 0) is False) and called bool() on meta tensors
+    s = P._canonical_sample(torch.Generator().manual_seed(0), D, torch.device("cpu"))
+    with pytest.raises(ValueError, match="slopes must be > 0"):
+        P.canonical_link_loss(*s.args, **{**s.kwargs, "slopes": s.kwargs["slopes"] * math.nan})
+    with pytest.raises(ValueError, match=r"target must lie in \[0, 1\]"):
+        P.canonical_link_loss(s.args[0], s.args[1] + 2, **s.kwargs)
+    from lossbook.check import draw
+    from lossbook.registry import all_losses
+    for spec in all_losses("proper"):
+        smp = draw(spec)
+        meta = lambda v: v.to("meta") if isinstance(v, torch.Tensor) else v  # noqa: E731
+        for reduction, shape in (("none", spec.fn(*smp.args, **smp.kwargs, reduction="none").shape), ("mean", ())):
+            out = spec.fn(*map(meta, smp.args), **{k: meta(v) for k, v in smp.kwargs.items()}, reduction=reduction)
+            assert out.is_meta and out.shape == shape, spec.name
+
+
+def test_learned_link_is_a_registered_learnable_module():
+    from lossbook.registry import get_module
+    spec = get_module("LearnedCanonicalLink")
+    assert spec.learnable and spec.input_kind == "margins" and spec.references == ("lam2023legendretron",)
+    ms = spec.sample(torch.Generator().manual_seed(0), D, torch.device("cpu"))
+    link = spec.cls(**ms.init).double()
+    for smp in (ms.forward, *ms.steps):
+        torch.testing.assert_close(link(*smp.args), spec.reference(link, smp))
+    link(*ms.forward.args).sum().backward()
+    assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in link.parameters())
+
+
+def test_equivalents_match_and_references_are_bib_keys():
+    from lossbook.check import call, draw
+    from lossbook.registry import get
+    bib = open(__import__("pathlib").Path(__file__).parents[1] / "book" / "references.bib").read()
+    for name in ("log_score", "brier_score", "sparsemax_loss", "fenchel_young_loss"):
+        spec = get(name)
+        assert spec.equivalent is not None, name
+        s = draw(spec)
+        for reduction in ("none", "mean"):
+            want = spec.equivalent.fn(s, reduction)
+            torch.testing.assert_close(call(spec, s, reduction=reduction), want.to(D), rtol=1e-5, atol=1e-6)
+    for name in ("focal_score", "sparsemax_loss", "sparse_softmax_loss", "z_loss", "canonical_link_loss"):
+        keys = get(name).references
+        assert keys and all("{" + k + "," in bib for k in keys), name
+
+
+def test_focal_score_gradient_at_a_certain_prediction_is_its_limit():
+    # 0 < gamma < 1 gave 0·inf = NaN at q_y = 1
+    for gamma, slope in ((0.5, 0.0), (2.0, 0.0), (0.0, -1.0)):
+        q = torch.tensor([[1.0, 0.0], [0.3, 0.7]], dtype=D, requires_grad=True)
+        P.focal_score(q, torch.tensor([0, 1]), gamma=gamma, reduction="sum").backward()
+        assert torch.isfinite(q.grad).all() and float(q.grad[0, 0]) == slope
+
+
+@pytest.mark.parametrize("fn", [P.z_loss, lambda z, y: P.sparse_softmax_loss(z, y, k=2)], ids=["z_loss", "sparse_softmax"])
+def test_class_index_losses_check_shapes_before_refusing_probability_targets(fn):
+    # a float target of the wrong shape gave "logits and target must have the same shape"
+    z, y = _logits(n=6, c=4)
+    with pytest.raises(ValueError, match="probability target must have the shape"):
+        fn(z, torch.zeros(6, 2, dtype=D))
+    with pytest.raises(TypeError, match="this loss takes class-index targets"):
+        fn(z, torch.full((6, 4), 0.25, dtype=D))

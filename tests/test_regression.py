@@ -379,3 +379,316 @@ def test_module_twins_move_tensor_hyperparameters_with_the_module():
     assert "bins" in dict(m.named_buffers())
     assert m.to(torch.float64).bins.dtype == torch.float64
     assert "delta=2.0" in repr(R.HuberLoss(delta=2.0))
+
+
+# --------------------------------------------------------------------------- adversarial review
+# One test per defect class the review found; the registry runs each over every regression loss.
+
+import inspect  # noqa: E402
+
+from lossbook.check import call, draw  # noqa: E402
+from lossbook.registry import Sample, all_losses  # noqa: E402
+
+SPECS = all_losses("regression")
+WEIGHTED = [s for s in SPECS if s.weighted]
+
+
+def by_spec(specs):
+    return pytest.mark.parametrize("spec", specs, ids=[s.name for s in specs])
+
+
+def _positional(spec):
+    return [k for k, p in inspect.signature(spec.fn).parameters.items() if p.kind is p.POSITIONAL_OR_KEYWORD]
+
+
+def _meta(v):
+    return v.to("meta") if isinstance(v, torch.Tensor) else v
+
+
+@by_spec(WEIGHTED)
+def test_weight_that_broadcasts_beyond_the_loss_is_refused(spec):
+    # A (N, 1) weight on a (N,) loss used to give a silent (N, N) loss (and a wrong "sum"), also on
+    # the paths that delegate to torch built-ins when unweighted.
+    s = draw(spec)
+    shape = tuple(call(spec, s, reduction="none").shape)
+    traps = [shape + (1,), (2, *shape)] + ([(shape[0], 1)] if len(shape) == 1 else [])
+    for trap in traps:
+        for red in spec.reductions:
+            with pytest.raises(ValueError, match=r"weight of shape .* does not broadcast to the shape of the loss"):
+                call(spec, s, reduction=red, weight=torch.rand(trap, dtype=torch.float64))
+    w = torch.rand(shape[-1:], dtype=torch.float64)  # a weight that broadcasts to the loss is still fine
+    torch.testing.assert_close(call(spec, s, reduction="sum", weight=w), (call(spec, s, reduction="none") * w).sum())
+
+
+@by_spec(WEIGHTED)
+def test_bad_weights_name_the_weight(spec):
+    s = draw(spec)
+    shape = tuple(call(spec, s, reduction="none").shape)
+    with pytest.raises(ValueError, match=r"weight must be non-negative \(and not NaN\)"):
+        call(spec, s, weight=torch.full(shape, math.nan, dtype=torch.float64))
+    with pytest.raises(TypeError, match=r"weight must be a floating-point tensor"):
+        call(spec, s, weight=torch.ones(shape, dtype=torch.long))
+    with pytest.raises(RuntimeError, match=r"weight is on device meta but input is on device cpu"):
+        call(spec, s, weight=torch.ones(shape, dtype=torch.float64, device="meta"))
+
+
+NAN_CASES = [
+    ("huber_loss", {"delta": math.nan}, "delta"), ("pseudo_huber_loss", {"delta": math.nan}, "delta"),
+    ("huber_loss", {"delta": torch.tensor(math.nan)}, "delta"), ("huber_loss", {"delta": math.inf}, "delta"),
+    ("pseudo_huber_loss", {"delta": -math.inf}, "delta"),
+    ("madl_loss", {"kappa": math.nan}, "kappa"), ("madl_loss", {"kappa": torch.tensor(math.inf)}, "kappa"),
+    ("error_uncertainty_kl_loss", {"bandwidth": math.nan}, "bandwidth"),
+    ("error_uncertainty_kl_loss", {"lam": math.nan}, "lam"),
+    ("error_uncertainty_kl_loss", {"lam": math.inf}, "lam"),
+    ("quantile_loss", {"quantiles": (0.1, math.nan, 0.9)}, "quantile level"),
+    ("quantile_loss", {"quantiles": torch.tensor([0.1, math.nan, 0.9])}, "quantiles"),
+] + [(name, {"eps": bad}, "eps") for name in ("mape", "smape", "mase", "nrmse", "rrmse", "rae", "rse",
+                                              "gaussian_nll_loss", "laplace_nll_loss")
+     for bad in (math.nan, math.inf, -1.0, 0.0, torch.tensor(math.inf))]
+
+
+@pytest.mark.parametrize("name,kwargs,key", NAN_CASES,
+                         ids=[f"{n}-{k}-{i}" for i, (n, _, k) in enumerate(NAN_CASES)])
+def test_nan_inf_and_out_of_domain_hyperparameters_are_refused(name, kwargs, key):
+    # eps=inf used to give 0 silently in nrmse/rrmse/rae/rse (they never checked eps).
+    spec = next(s for s in SPECS if s.name == name)
+    s = draw(spec)
+    with pytest.raises(ValueError, match=key):
+        call(spec, Sample(s.args, {**s.kwargs, **kwargs}))
+
+
+def test_nan_distribution_parameters_and_targets_are_refused():
+    mu, y = torch.zeros(4, 2), torch.ones(4, 2)
+    bad = torch.ones(4, 2)
+    bad[1, 1] = math.nan
+    with pytest.raises(ValueError, match=r"every entry of var must be >= 0.0, got NaN"):
+        R.gaussian_nll_loss(mu, y, bad)
+    with pytest.raises(ValueError, match=r"every entry of scale must be >= 0.0, got NaN"):
+        R.laplace_nll_loss(mu, y, bad)
+    with pytest.raises(ValueError, match=r"every entry of target must be > -1.0, got NaN"):
+        R.msle_loss(mu, bad)
+
+
+def test_flags_and_choices_are_checked():
+    x, y = torch.zeros(2, 3), torch.ones(2, 3)
+    with pytest.raises(TypeError, match="full must be True or False"):
+        R.gaussian_nll_loss(x, y, torch.ones(2, 3), full="yes")
+    with pytest.raises(TypeError, match="full must be True or False"):
+        R.laplace_nll_loss(x, y, torch.ones(2, 3), full=1)
+    with pytest.raises(TypeError, match="per_sample must be True or False"):
+        R.lmse_loss(x, y, per_sample="no")
+    with pytest.raises(ValueError, match=r"m \(the seasonal period\) must be an integer >= 1, got True"):
+        R.mase(x, y, torch.randn(2, 5), m=True)
+    with pytest.raises(ValueError, match="norm must be 'range', 'mean' or 'std', got None"):
+        R.nrmse(x, y, norm=None)
+    with pytest.raises(ValueError, match=r"delta must be a number or a 0-d tensor, got a tensor of shape \(3,\)"):
+        R.huber_loss(x, y, delta=torch.ones(3))
+
+
+TWINS = [s for s in SPECS if s.module is not None]
+
+
+@by_spec([s for s in TWINS if any(isinstance(v, float) for v in draw(s).kwargs.values())])
+def test_module_twins_take_0d_tensor_hyperparameters(spec):
+    s = draw(spec)
+    floats = {k: v for k, v in s.kwargs.items() if isinstance(v, float)}
+    module = spec.module(**{**s.kwargs, **{k: torch.tensor(v, dtype=torch.float64) for k, v in floats.items()}})
+    assert set(floats) <= dict(module.named_buffers()).keys()
+    torch.testing.assert_close(module(*s.args), call(spec, s))
+    meta = module.to("meta")(*[_meta(a) for a in s.args])
+    assert meta.is_meta and meta.shape == ()
+
+
+def test_huber_and_quantile_twins_with_tensor_hyperparameters():
+    g = torch.Generator().manual_seed(11)
+    x, y = torch.randn(5, generator=g), torch.randn(5, generator=g) * 3
+    for red in ("none", "mean", "sum"):
+        torch.testing.assert_close(R.HuberLoss(delta=torch.tensor(2.0), reduction=red)(x, y),
+                                   R.HuberLoss(delta=2.0, reduction=red)(x, y))
+    torch.testing.assert_close(R.PseudoHuberLoss(delta=torch.tensor(0.5))(x, y), R.pseudo_huber_loss(x, y, delta=0.5))
+    levels = torch.tensor([0.1, 0.5, 0.9])
+    q = R.QuantileLoss(quantiles=levels)
+    assert "quantiles" in dict(q.named_buffers())
+    xq, yq = torch.randn(6, 3, generator=g), torch.randn(6, generator=g)
+    torch.testing.assert_close(q(xq, yq), R.quantile_loss(xq, yq, quantiles=[0.1, 0.5, 0.9]))
+    torch.testing.assert_close(q.to(torch.float64)(xq.double(), yq.double()),
+                               R.quantile_loss(xq.double(), yq.double(), quantiles=[0.1, 0.5, 0.9]), rtol=1e-6, atol=1e-7)
+    assert R.QuantileLoss(quantiles=levels).to("meta")(xq.to("meta"), yq.to("meta")).is_meta
+    with pytest.raises(ValueError, match=r"every entry of quantiles must lie in the open interval \(0, 1\)"):
+        R.quantile_loss(xq, yq, quantiles=torch.tensor([0.0, 0.5, 0.9]))
+    with pytest.raises(ValueError, match=r"got 2 quantiles for input with 3 columns"):
+        R.quantile_loss(xq, yq, quantiles=torch.tensor([0.1, 0.5]))
+
+
+@by_spec(SPECS)
+def test_meta_tensors_give_a_meta_result_of_the_right_shape(spec):
+    s = draw(spec)
+    meta = Sample(tuple(_meta(a) for a in s.args), {k: _meta(v) for k, v in s.kwargs.items()})
+    for red in spec.reductions:
+        want = call(spec, s, reduction=red)
+        got = call(spec, meta, reduction=red)
+        assert got.is_meta and got.shape == want.shape and got.dtype == want.dtype
+    if spec.weighted:
+        shape = call(spec, s, reduction="none").shape
+        got = call(spec, meta, reduction="none", weight=torch.ones(shape, device="meta", dtype=torch.float64))
+        assert got.is_meta and got.shape == shape
+
+
+def _hyper_variants(s):
+    """The sample's float hyperparameters scaled by 1.1 and 1.3: a schedule that changes between calls."""
+    floats = {k: v for k, v in s.kwargs.items() if isinstance(v, float)}
+    return [{**s.kwargs, **{k: v * f for k, v in floats.items()}} for f in (1.0, 1.1, 1.3)]
+
+
+@by_spec([s for s in SPECS if s.compile])
+def test_compiles_fullgraph_dynamic_with_changing_hyperparameters(spec):
+    torch._dynamo.reset()
+    s = draw(spec)
+    compiled = torch.compile(spec.fn, fullgraph=True, dynamic=True, backend="eager")
+    for kwargs in _hyper_variants(s):
+        torch.testing.assert_close(compiled(*s.args, **kwargs), spec.fn(*s.args, **kwargs))
+        tensors = {k: torch.tensor(v, dtype=torch.float64) if isinstance(v, float) else v for k, v in kwargs.items()}
+        torch.testing.assert_close(compiled(*s.args, **tensors), spec.fn(*s.args, **kwargs))
+    if spec.weighted:
+        w = torch.rand(call(spec, s, reduction="none").shape, dtype=torch.float64)
+        torch.testing.assert_close(compiled(*s.args, **s.kwargs, weight=w), spec.fn(*s.args, **s.kwargs, weight=w))
+    # a different batch size reuses the dynamic graph
+    n = s.args[0].shape[0]
+    half = Sample(tuple(a[: n // 2] if isinstance(a, torch.Tensor) and a.dim() and a.shape[0] == n else a
+                        for a in s.args), s.kwargs)
+    torch.testing.assert_close(compiled(*half.args, **half.kwargs), call(spec, half))
+
+
+@by_spec(SPECS)
+def test_bad_tensor_arguments_get_errors_that_name_them(spec):
+    s = draw(spec)
+    names = _positional(spec)
+    for i, name in enumerate(names[: len(s.args)]):
+        def swap(new):
+            args = list(s.args)
+            args[i] = new
+            return Sample(tuple(args), s.kwargs)
+        with pytest.raises(TypeError, match=rf"{name} must be a floating-point tensor, got dtype torch.int64"):
+            call(spec, swap(s.args[i].long()))
+        with pytest.raises(RuntimeError, match=rf"{name} is on device meta"):
+            call(spec, swap(s.args[i].to("meta")))
+        with pytest.raises(TypeError, match=rf"{name} must be a torch.Tensor, got list"):
+            call(spec, swap(s.args[i].tolist()))
+
+
+@by_spec(SPECS)
+def test_degenerate_inputs_give_a_value_or_a_clear_value_error(spec):
+    # 0-d, empty, non-contiguous, float16 and bfloat16 inputs: never an IndexError or a torch-internal error.
+    s = draw(spec)
+    cases = {
+        "0-d": Sample(tuple(a.reshape(-1)[0] for a in s.args), s.kwargs),
+        "empty": Sample(tuple(a[:0] for a in s.args), s.kwargs),
+        "one row": Sample(tuple(a[:1] for a in s.args), s.kwargs),
+    }
+    for what, case in cases.items():
+        try:
+            out = call(spec, case)
+        except ValueError as err:
+            assert any(n in str(err) for n in _positional(spec) + ["series"]), f"{spec.name} {what}: {err}"
+        else:
+            assert out.dtype == torch.float64, f"{spec.name} {what}"
+    strided = Sample(tuple(a.t().contiguous().t() if a.dim() == 2 else a for a in s.args), s.kwargs)
+    torch.testing.assert_close(call(spec, strided), call(spec, s))
+    for dtype in (torch.float16, torch.bfloat16):
+        low = Sample(tuple(a.to(dtype) for a in s.args),
+                     {k: v.to(dtype) if isinstance(v, torch.Tensor) else v for k, v in s.kwargs.items()})
+        out = call(spec, low)
+        assert out.dtype == dtype
+        torch.testing.assert_close(out.double(), call(spec, s), rtol=3e-2, atol=3e-2)
+
+
+@by_spec([s for s in SPECS if "none" in s.reductions and s.input_kind != "samples"])
+def test_empty_batch_mean_and_sum_are_zero(spec):
+    s = draw(spec)
+    n = s.args[0].shape[0]
+    empty = Sample(tuple(a[:0] if a.shape[0] == n else a for a in s.args), s.kwargs)
+    for red in ("mean", "sum"):
+        out = call(spec, empty, reduction=red)
+        assert out.shape == () and float(out) == 0.0
+        if spec.weighted:
+            w = torch.ones(call(spec, empty, reduction="none").shape, dtype=torch.float64)
+            assert float(call(spec, empty, reduction=red, weight=w)) == 0.0
+
+
+def test_float16_is_computed_in_float32_then_cast():
+    # A float16 residual of 300 squares to 90000 > 65504: torch's float16 kernel gives inf for the mean,
+    # the float32 computation gives 22500 (representable). The elementwise 90000 stays inf in float16.
+    x = torch.tensor([300.0, 0.0, 0.0, 0.0], dtype=torch.float16)
+    zero = torch.zeros(4, dtype=torch.float16)
+    want = F.mse_loss(x.double(), zero.double())
+    for w in (None, torch.ones(4, dtype=torch.float16)):
+        out = R.mse_loss(x, zero, weight=w)
+        assert out.dtype == torch.float16 and torch.isfinite(out)
+        torch.testing.assert_close(out.double(), want, rtol=1e-3, atol=0)
+    assert torch.isinf(R.mse_loss(x, zero, reduction="none")[0])  # 90000 is not a float16
+    torch.testing.assert_close(R.rmse(x[None], zero[None]).double(), want.sqrt(), rtol=1e-3, atol=0)
+    var = torch.full((4,), 4.0, dtype=torch.float16)
+    got = R.gaussian_nll_loss(x, zero, var)
+    assert got.dtype == torch.float16
+    torch.testing.assert_close(got.double(), F.gaussian_nll_loss(x.double(), zero.double(), var.double()),
+                               rtol=1e-3, atol=0)
+    x4 = torch.tensor([400.0, 0.0, 0.0, 0.0], dtype=torch.float16)  # 0.5 * 400**2 = 80000 > 65504
+    huber = R.huber_loss(x4, zero, delta=1000.0)
+    torch.testing.assert_close(huber.double(), torch.tensor(20000.0, **f64), rtol=1e-3, atol=0)
+
+
+def test_overflow_cases_match_the_float64_reference():
+    # Each case overflowed in float32 although its value is representable.
+    big = torch.tensor([[3e38, -3e38, 3e38, 1e-30]])
+    other = torch.tensor([[1.0, 3e38, 3e38, 1.0]])
+    want = 2 * (big.double() - other.double()).abs() / (big.double().abs() + other.double().abs())
+    torch.testing.assert_close(R.smape(big, other, reduction="none").double(), want, rtol=1e-6, atol=0)
+    torch.testing.assert_close(R.mape(torch.tensor([3e38]), torch.tensor([-3e38]), reduction="none").double(),
+                               torch.tensor([2.0], **f64), rtol=1e-6, atol=0)
+    r = torch.tensor([[1e20, -1e20, 3e19], [1e-25, 0.0, 2e-25]])
+    want = (r.double() ** 2).mean(-1).sqrt()
+    torch.testing.assert_close(R.rmse(r, torch.zeros_like(r), reduction="none").double(), want, rtol=1e-6, atol=0)
+    torch.testing.assert_close(R.nrmse(r, torch.ones_like(r) * torch.tensor([0.0, 0.0, 1.0]), reduction="none").double(),
+                               ((r.double() - torch.tensor([0.0, 0.0, 1.0], **f64)) ** 2).mean(-1).sqrt(), rtol=1e-6, atol=0)
+    x = torch.tensor([1e20, -1e20, 5e9, 3.0, 0.0], requires_grad=True)
+    out = R.lmse_loss(x, torch.zeros(5), per_sample=True, reduction="none")
+    torch.testing.assert_close(out.double(), torch.log1p(x.detach().double() ** 2), rtol=1e-6, atol=0)
+    out.sum().backward()
+    torch.testing.assert_close(x.grad.double(), (2 * x.detach().double() / (1 + x.detach().double() ** 2)),
+                               rtol=1e-5, atol=0)
+    for red in ("mean", "sum"):
+        xb = torch.tensor([1e20, -1e20, 0.0])
+        s = (xb.double() ** 2).mean() if red == "mean" else (xb.double() ** 2).sum()
+        torch.testing.assert_close(R.lmse_loss(xb, torch.zeros(3), reduction=red).double(), torch.log1p(s),
+                                   rtol=1e-6, atol=0)
+
+
+def test_scaling_keeps_the_bits_of_ordinary_values():
+    # The overflow guards divide by powers of two: on ordinary inputs the values are bit-for-bit the
+    # naive formulas (the book's committed outputs depend on them).
+    g = torch.Generator().manual_seed(12)
+    for dtype in (torch.float32, torch.float64):
+        x = (torch.randn(5, 9, generator=g, dtype=torch.float64) * 3).to(dtype)
+        y = (torch.randn(5, 9, generator=g, dtype=torch.float64) * 3).to(dtype)
+        assert torch.equal(R.rmse(x, y, reduction="none"), (x - y).square().mean(-1).sqrt())
+        assert torch.equal(R.smape(x, y, reduction="none"), 2.0 * (x - y).abs() / (y.abs() + x.abs()).clamp_min(1e-8))
+        assert torch.equal(R.mape(x, y, reduction="none"), (x - y).abs() / y.abs().clamp_min(1e-8))
+        assert torch.equal(R.lmse_loss(x, y, per_sample=True, reduction="none"), torch.log1p((x - y).square()))
+        assert torch.equal(R.lmse_loss(x, y), torch.log1p((x - y).square().mean()))
+
+
+def test_registry_records_equivalents_and_references():
+    from lossbook.registry import get
+
+    bib = (__import__("pathlib").Path(__file__).resolve().parent.parent / "book" / "references.bib").read_text()
+    for name in ("mse_loss", "mae_loss", "huber_loss", "gaussian_nll_loss", "laplace_nll_loss", "msle_loss", "mape",
+                 "smape", "log_cosh_loss"):
+        assert get(name).equivalent is not None, name
+    for spec in SPECS:
+        for key in spec.references:
+            assert "{" + key + "," in bib, f"{spec.name}: {key} is not in references.bib"
+    for name in ("mse_loss", "mae_loss", "huber_loss", "gaussian_nll_loss", "laplace_nll_loss"):
+        spec = get(name)
+        s = draw(spec)
+        for red in ("mean", "none"):
+            torch.testing.assert_close(spec.equivalent.fn(s, red), call(spec, s, reduction=red))

@@ -275,3 +275,243 @@ def test_trades_and_smooth_adv_comp_sum_reduce_to_their_clean_losses():
     assert t >= ce - 1e-12
     t.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+# --------------------------------------------------------------------------- defects of an adversarial review
+# Each test below failed on the previous version of lossbook.robust.
+
+import lossbook.validation as _V  # noqa: E402
+from lossbook.registry import all_losses, all_modules, get, get_module  # noqa: E402
+
+ROBUST_LOGITS = [s for s in all_losses("robust") if s.input_kind == "logits"]
+
+
+def _draw(spec, dtype=torch.float64):
+    return spec.sample(torch.Generator().manual_seed(0), dtype, torch.device("cpu"))
+
+
+def test_apl_validates_once_and_takes_one_log_softmax(monkeypatch):
+    calls = {"check": 0, "pass": 0}
+    check, log_softmax, cross_entropy = _V.check_class_target, F.log_softmax, F.cross_entropy
+
+    def counting_check(*a, **k):
+        calls["check"] += 1
+        return check(*a, **k)
+
+    def counting(fn):
+        def wrapped(*a, **k):
+            calls["pass"] += 1
+            return fn(*a, **k)
+        return wrapped
+
+    monkeypatch.setattr(_V, "check_class_target", counting_check)
+    monkeypatch.setattr(F, "log_softmax", counting(log_softmax))
+    monkeypatch.setattr(F, "cross_entropy", counting(cross_entropy))
+    z, y = logits()
+    R.apl_loss(z, y, active="nce", passive="rce")
+    assert calls == {"check": 1, "pass": 1}
+    # the private terms compute without checks; no other family's private names are used
+    assert callable(R._apl_terms) and not hasattr(R, "_flatten") and not hasattr(R, "_finish")
+
+
+def test_aldr_gradient_is_finite_at_zero_logits():
+    z = torch.zeros(6, 4, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 1, 2, 3, 0, 1])
+    (g,) = torch.autograd.grad(R.aldr_kl_loss(z, y, torch.ones(6, dtype=torch.float64), reduction="sum"), z)
+    assert torch.isfinite(g).all() and float(g.abs().max()) < 1e3  # was 3.8e37
+    # the scale clamp changes nothing above 1e-2
+    z2, _ = logits()
+    zt = z2 / (z2.abs().sum(1, keepdim=True) / 5)
+    lam = torch.full((8,), 0.7, dtype=torch.float64)
+    torch.testing.assert_close(R.aldr_kl_loss(z2, y.new_zeros(8), lam, lam0=0.7, alpha=1e12, margin=1.0),
+                               C.ldr_kl_loss(zt, y.new_zeros(8), lam=0.7, margin=1.0))
+
+
+@pytest.mark.parametrize("spec", ROBUST_LOGITS, ids=[s.name for s in ROBUST_LOGITS])
+def test_masked_logits_are_finite_where_cross_entropy_is(spec):
+    s = _draw(spec)
+    z, y, *rest = s.args
+    keep = y != 0
+    z = z[keep].clone()
+    z[:, 0] = -math.inf
+    z.requires_grad_(True)
+    rest = [r[keep] for r in rest]
+    out = spec.fn(z, y[keep], *rest, **s.kwargs, reduction="sum")
+    assert torch.isfinite(torch.nn.functional.cross_entropy(z, y[keep]))
+    assert torch.isfinite(out), f"{spec.name}: {out}"
+    (g,) = torch.autograd.grad(out, z)
+    assert torch.isfinite(g).all(), f"{spec.name}: gradient {g}"
+
+
+def test_masked_classes_leave_the_normalisers():
+    z, y = logits()
+    y = y.clamp(min=1)
+    masked = z.clone()
+    masked[:, 0] = -math.inf
+    torch.testing.assert_close(R.normalized_ce_loss(masked, y), R.normalized_ce_loss(z[:, 1:], y - 1))
+    torch.testing.assert_close(R.normalized_focal_loss(masked, y), R.normalized_focal_loss(z[:, 1:], y - 1))
+    # only the target left: 0, like cross-entropy
+    only = torch.full((1, 3), -math.inf, dtype=torch.float64)
+    only[0, 1] = 2.0
+    assert float(R.normalized_ce_loss(only, torch.tensor([1]))) == 0.0
+    assert float(R.normalized_focal_loss(only, torch.tensor([1]))) == 0.0
+    mod = R.ALDRKLLoss(num_samples=8, num_classes=5).double()
+    out = mod(masked, y, torch.arange(8))
+    assert torch.isfinite(out) and torch.isfinite(mod.lambdas).all()
+
+
+@pytest.mark.parametrize("fn,kwargs", [
+    (R.aldr_kl_loss, {"margin": math.nan}), (R.aldr_kl_loss, {"margin": math.inf}),
+    (R.aldr_kl_loss, {"alpha": math.inf}), (R.aldr_kl_loss, {"lam0": math.inf}),
+    (R.aldr_kl_loss, {"margin": torch.tensor(math.nan)}),
+    (R.gce_loss, {"q": math.nan}), (R.gce_loss, {"q": 0.0}), (R.gce_loss, {"truncation": math.nan}),
+    (R.rce_loss, {"log_zero": -math.inf}), (R.rce_loss, {"log_zero": math.nan}),
+    (R.sce_loss, {"alpha": math.inf}), (R.sce_loss, {"beta": -1.0}),
+    (R.normalized_focal_loss, {"gamma": math.inf}), (R.apl_loss, {"gamma": -1.0}),
+    (R.apl_loss, {"alpha": math.nan}), (R.sovr_loss, {"frac": math.nan}),
+    (R.sovr_loss, {"margin_threshold": math.nan}),
+], ids=lambda v: getattr(v, "__name__", None) or ",".join(f"{k}={w}" for k, w in v.items()))
+def test_hyperparameters_out_of_their_domain_are_refused(fn, kwargs):
+    z, y = logits()
+    args = (z, y, torch.ones(8, dtype=torch.float64)) if fn is R.aldr_kl_loss else (z, y)
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        fn(*args, **kwargs)
+
+
+def test_aldr_lambdas_must_be_finite():
+    z, y = logits()
+    with pytest.raises(ValueError, match="lam must be a finite number > 0"):
+        R.aldr_kl_loss(z, y, torch.full((8,), math.inf, dtype=torch.float64))
+    with pytest.raises(ValueError, match="lam_old"):
+        R.aldr_lambda_update(z, torch.full((8,), math.nan, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("fn", [R.normalized_ce_loss, R.normalized_focal_loss, R.apl_loss])
+def test_normalised_losses_need_two_classes(fn):
+    z = torch.randn(4, 1, dtype=torch.float64)
+    with pytest.raises(ValueError, match=rf"{fn.__name__} needs at least 2 classes, got C = 1"):
+        fn(z, torch.zeros(4, dtype=torch.long))
+
+
+@pytest.mark.parametrize("bad,match", [
+    ("label", r"target class indices"), ("negative index", r"index values must lie in \[0, 15\]"),
+    ("index past the end", r"index values must lie in \[0, 15\]"), ("float index", r"index must have dtype"),
+    ("short index", r"index must have shape"), ("classes", r"num_classes = 5"),
+])
+def test_aldr_module_validates_before_touching_its_state(bad, match):
+    z, y = logits()
+    index = torch.arange(8)
+    mod = R.ALDRKLLoss(num_samples=16, num_classes=5).double()
+    mod(z * 0.5, y, index)
+    before = mod.lambdas.clone()
+    if bad == "label":
+        y = torch.full_like(y, 7)
+    elif bad == "negative index":
+        index = torch.tensor([0, 1, 2, 3, 4, 5, 6, -1])
+    elif bad == "index past the end":
+        index = index + 10
+    elif bad == "float index":
+        index = index.double()
+    elif bad == "short index":
+        index = index[:-1]
+    else:
+        z = z[:, :4]
+        y = y.clamp(max=3)
+    with pytest.raises((ValueError, TypeError), match=match):
+        mod(z, y, index)
+    assert torch.equal(mod.lambdas, before)
+
+
+@pytest.mark.parametrize("fn,key", [(R.rce_loss, "log_zero"), (R.sce_loss, "log_zero"), (R.apl_loss, "log_zero"),
+                                    (R.gce_loss, "q"), (R.sovr_loss, "frac"), (R.aldr_kl_loss, "margin")])
+def test_compiles_fullgraph_dynamic_with_a_changing_hyperparameter(fn, key):
+    torch._dynamo.reset()
+    z, y = logits()
+    extra = (torch.ones(8, dtype=torch.float64),) if fn is R.aldr_kl_loss else ()
+    compiled = torch.compile(fn, fullgraph=True, dynamic=True, backend="eager")
+    base = {"log_zero": -4.0, "q": 0.5, "frac": 0.25, "margin": 0.5}[key]
+    for factor in (1.0, 1.1, 1.2):
+        kw = {key: base * factor}
+        torch.testing.assert_close(compiled(z, y, *extra, **kw), fn(z, y, *extra, **kw))
+
+
+@pytest.mark.parametrize("cls,kwargs", [
+    (R.GCELoss, {"q": 0.7, "truncation": 0.2}), (R.SOVRLoss, {"frac": 0.5}), (R.SOVRLoss, {"margin_threshold": 0.3}),
+    (R.RCELoss, {"log_zero": -4.0}), (R.SCELoss, {"alpha": 0.3, "beta": 0.5}), (R.APLLoss, {"gamma": 0.4}),
+    (R.NormalizedFocalLoss, {"gamma": 0.8}),
+], ids=lambda v: getattr(v, "__name__", None) or ",".join(v))
+def test_module_twins_take_tensor_hyperparameters(cls, kwargs):
+    z, y = logits()
+    tensors = {k: torch.tensor(v, dtype=torch.float64) for k, v in kwargs.items()}
+    torch.testing.assert_close(cls(**tensors)(z, y), cls(**kwargs)(z, y))
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        cls(**{**tensors, next(iter(kwargs)): torch.tensor(math.nan)})(z, y)
+
+
+@pytest.mark.parametrize("spec", ROBUST_LOGITS, ids=[s.name for s in ROBUST_LOGITS])
+def test_meta_tensors_give_meta_outputs(spec):
+    s = _draw(spec)
+    meta = [a.to("meta") for a in s.args]
+    kwargs = {k: (torch.tensor(v).to("meta") if isinstance(v, float) else v) for k, v in s.kwargs.items()}
+    out = spec.fn(*meta, **kwargs, reduction="none")
+    assert out.is_meta and out.shape == (s.args[0].shape[0],)
+    mod = R.ALDRKLLoss(num_samples=10, num_classes=4).to("meta")
+    out = mod(meta[0], meta[1], torch.arange(6, device="meta"))
+    assert out.is_meta and out.shape == ()
+
+
+def test_sovr_breaks_ties_deterministically_towards_the_earlier_sample():
+    z = torch.tensor([[1e4, 1e4, -1e4], [0.0, 0.0, 0.0], [3.0, 0.0, 0.0]], dtype=torch.float64)
+    y = torch.tensor([1, 2, 0])  # margins 0, 0, 3: one of the two ties is chosen, the first
+    out = R.sovr_loss(z, y, frac=0.34, reduction="none")
+    ovr, ce = R.ovr_loss(z, y, reduction="none"), F.cross_entropy(z, y, reduction="none")
+    torch.testing.assert_close(out, torch.stack([ovr[0], ce[1], ce[2]]))
+
+
+def test_stateful_and_model_losses_are_registered():
+    mspec = get_module("ALDRKLLoss")
+    assert mspec in all_modules("robust") and mspec.state == ("lambdas",)
+    case = mspec.sample(torch.Generator().manual_seed(0), torch.float64, torch.device("cpu"))
+    indices = [set(st.args[2].tolist()) for st in (case.forward, *case.steps)]
+    assert indices[0] & indices[1] and indices[1] & indices[2]
+    for name in ("trades_loss", "smooth_adv_comp_sum_loss"):
+        spec = get(name)
+        assert spec.input_kind == "model" and not spec.kind.tensors
+        s = _draw(spec)
+        assert isinstance(s.args[0], torch.nn.Module) and s.grad_args == ()
+        # the attack is seeded through the sample's generator: the float64 reference replays it
+        got = spec.fn(*s.args, **s.kwargs)
+        torch.testing.assert_close(got.detach(), spec.reference(*s.args, **s.kwargs), rtol=1e-9, atol=1e-12)
+    ovr = get("ovr_loss")
+    assert ovr.equivalent is not None and ovr.equivalent.category == "builtin"
+    s = _draw(ovr)
+    for red in ("none", "mean"):
+        torch.testing.assert_close(ovr.equivalent.fn(s, red), R.ovr_loss(*s.args, reduction=red))
+    import pathlib
+    bib = (pathlib.Path(__file__).parents[1] / "book" / "references.bib").read_text()
+    for spec in [*all_losses("robust"), mspec]:
+        assert spec.references, f"{spec.name}: no bibliography keys"
+        for key in spec.references:
+            assert "{" + key + "," in bib, key
+
+
+def test_model_losses_validate_and_reduce():
+    model = _toy_model()
+    x = torch.rand(5, 6, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 0, 1])
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    for fn in (R.trades_loss, R.smooth_adv_comp_sum_loss):
+        per = fn(model, x, y, steps=2, generator=g(), reduction="none")
+        assert per.shape == (5,)
+        torch.testing.assert_close(fn(model, x, y, steps=2, generator=g()), per.mean())
+        assert float(fn(model, x[:0], y[:0], steps=2).detach()) == 0.0
+        with pytest.raises(TypeError, match="y must hold class indices"):
+            fn(model, x, y.double())
+        with pytest.raises(ValueError, match=r"target class indices must lie in \[0, 2\]"):
+            fn(model, x, y + 3)
+        with pytest.raises(ValueError, match="clamp"):
+            fn(model, x, y, clamp=(1.0, 0.0))
+        with pytest.raises(ValueError, match="eps"):
+            fn(model, x, y, eps=math.nan)
+    with pytest.raises(ValueError, match=r"target class indices must lie in \[0, 2\]"):
+        R.pgd_attack(model, x, y - 1, steps=1)

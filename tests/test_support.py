@@ -185,3 +185,37 @@ def test_assert_below_prints_the_bound_not_the_digits(capsys):
         book.assert_below("err", 1e-9, 1e-12)
     with pytest.raises(AssertionError):
         book.assert_below("err", float("nan"), 1e-12)
+
+
+def test_renamed_names_keep_working_with_a_deprecation_warning():
+    import lossbook.check as C
+
+    def old_style_loss(input, target, *, reduction="mean"):
+        """doc"""
+        return input
+
+    common = dict(module=None, section="s", output_range=(0.0, 1.0), gradient="exact", reference=None,
+                  reference_name="", sample=lambda g, d, dev: None)
+    with pytest.warns(DeprecationWarning, match="input_kind"):
+        spec = registry.register(old_style_loss, inputs="regression", properties={"symmetric", "robust"}, **common)
+    try:
+        assert spec.input_kind == "regression"
+        assert spec.properties == {"even", "bounded-influence"}
+        with pytest.warns(DeprecationWarning, match="renamed input_kind"):
+            assert spec.inputs == "regression"
+    finally:
+        registry._REGISTRY.pop("old_style_loss")
+    with pytest.warns(DeprecationWarning, match="probe_even_regression"):
+        assert C.probe_symmetric_regression is C.probe_even_regression
+
+
+def test_register_derives_the_chapter_from_the_module():
+    from lossbook.registry import get
+    assert get("huber_loss").chapter == "regression"
+    with pytest.raises(ValueError, match="is not its module's family"):
+        def stray_loss(input, target, *, reduction="mean"):
+            """doc"""
+            return input
+        registry.register(stray_loss, chapter="proper", module=None, section="s", input_kind="regression",
+                          output_range=(0.0, 1.0), properties=set(), gradient="exact", reference=None,
+                          reference_name="")

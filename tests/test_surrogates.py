@@ -257,3 +257,106 @@ def test_lts_loss_hessian_is_psd_for_a_log_linear_policy():
 def test_lts_loss_counts_expected_expansions():
     lp = torch.log(torch.tensor([[0.5, 0.5, 1.0]], dtype=D))
     torch.testing.assert_close(S.lts_loss(lp, torch.tensor([3.0], dtype=D)), torch.tensor(12.0, dtype=D))
+
+
+# --------------------------------------------------------------------------- review fixes (one test per defect class)
+
+
+def test_comp_sum_validates_like_every_logits_loss():
+    # the private target check let a probability target off the simplex through, and C = 0 gave
+    # "class indices must lie in [0, -1]"
+    h, y = torch.randn(4, 3, dtype=D), torch.tensor([0, 1, 2, 0])
+    with pytest.raises(ValueError, match="target must hold probability vectors"):
+        S.comp_sum_loss(h, torch.full((4, 3), 0.5, dtype=D))
+    with pytest.raises(ValueError, match="logits must have at least one class"):
+        S.comp_sum_loss(h[:, :0], y)
+    with pytest.raises(ValueError, match=r"probability target must have the shape"):
+        S.comp_sum_loss(h, torch.zeros(4, 2, dtype=D))
+    with pytest.raises(ValueError, match="tau must be a finite number >= 0"):
+        S.comp_sum_loss(h, y, tau=math.nan)
+
+
+@pytest.mark.parametrize("tau", [0.0, 0.5, 1.0, 2.0])
+@pytest.mark.parametrize("soft", [False, True])
+def test_comp_sum_masked_logits_give_finite_loss_and_gradient(tau, soft):
+    # a -inf logit with a probability target gave inf·0 = NaN
+    gen = torch.Generator().manual_seed(0)
+    h = torch.randn(5, 4, generator=gen, dtype=D)
+    h[:, 0] = -math.inf
+    h.requires_grad_(True)
+    if soft:
+        t = torch.softmax(torch.randn(5, 4, generator=gen, dtype=D), -1)
+        t[:, 0] = 0.0
+        t = t / t.sum(-1, keepdim=True)
+    else:
+        t = torch.tensor([1, 2, 3, 1, 2])
+    out = S.comp_sum_loss(h, t, tau=tau, reduction="sum")
+    out.backward()
+    assert torch.isfinite(out) and torch.isfinite(h.grad).all() and (h.grad[:, 0] == 0).all()
+    t2 = t[:, 1:] if soft else t - 1
+    torch.testing.assert_close(S.comp_sum_loss(h.detach()[:, 1:], t2, tau=tau, reduction="sum"), out.detach())
+
+
+def test_comp_sum_compiles_with_a_tensor_tau_and_dynamic_shapes():
+    # `if tau == 1.0` on a 0-d tensor (a CompSumLoss buffer) broke the graph under fullgraph=True
+    torch._dynamo.reset()
+    fn = torch.compile(S.comp_sum_loss, fullgraph=True, backend="eager", dynamic=True)
+    gen = torch.Generator().manual_seed(1)
+    for n, tau in ((6, 0.5), (4, 1.0), (5, 1.7)):
+        h, y = torch.randn(n, 4, generator=gen, dtype=D), torch.randint(0, 4, (n,), generator=gen)
+        want = S.comp_sum_loss(h, y, tau=tau, reduction="none")
+        torch.testing.assert_close(fn(h, y, tau=tau, reduction="none"), want)
+        torch.testing.assert_close(fn(h, y, tau=torch.tensor(tau), reduction="none"), want)
+        torch.testing.assert_close(S.CompSumLoss(tau=torch.tensor(tau), reduction="none")(h, y), want)
+
+
+def test_lts_loss_refuses_nan_and_bad_depths_and_runs_on_meta():
+    # NaN log-probabilities passed ((NaN > 0) is False) and bool() was called on meta tensors
+    lp = torch.log(torch.tensor([[0.5, 0.5], [1.0, 0.25]], dtype=D))
+    d = torch.tensor([2.0, 2.0], dtype=D)
+    with pytest.raises(ValueError, match="every entry must be <= 0 \\(and not NaN\\), got NaN"):
+        S.lts_loss(lp * math.nan, d)
+    with pytest.raises(ValueError, match="every entry of depth must be > 0"):
+        S.lts_loss(lp, d * 0)
+    from lossbook.check import draw
+    from lossbook.registry import all_losses
+    for spec in all_losses("surrogates"):
+        s = draw(spec)
+        meta = lambda v: v.to("meta") if isinstance(v, torch.Tensor) else v  # noqa: E731
+        shape = spec.fn(*s.args, **s.kwargs, reduction="none").shape
+        out = spec.fn(*map(meta, s.args), **s.kwargs, reduction="none")
+        assert out.is_meta and out.shape == shape, spec.name
+
+
+def test_ensloss_is_a_registered_train_eval_module_and_a_bad_call_does_not_draw():
+    from lossbook.registry import get_module
+    spec = get_module("EnsLoss")
+    assert spec.train_eval and spec.references == ("dai2024ensloss",)
+    ms = spec.sample(torch.Generator().manual_seed(0), D, torch.device("cpu"))
+    crit = spec.cls(**ms.init)
+    for training in (True, False):
+        crit.train(training)
+        for smp in (ms.forward, *ms.steps):
+            want = spec.reference(crit, smp)  # peeks at the next draw without consuming it
+            torch.testing.assert_close(crit(*smp.args), want)
+    crit.train()
+    state = crit.generator.get_state()
+    with pytest.raises(TypeError, match="margins must be a floating-point tensor"):
+        crit(torch.tensor([1, 2]))
+    assert torch.equal(crit.generator.get_state(), state)
+
+
+def test_margin_loss_equivalent_matches_and_kinds_are_checked():
+    from lossbook.check import call, draw
+    from lossbook.registry import get
+    spec = get("margin_loss")
+    s = draw(spec)
+    for reduction in ("none", "mean"):
+        torch.testing.assert_close(call(spec, s, reduction=reduction), spec.equivalent.fn(s, reduction))
+    assert spec.equivalent.fn(_with_kind(s, "hinge"), "mean") is None
+    assert get("comp_sum_loss").references == ("mao2023crossentropy",)
+
+
+def _with_kind(s, kind):
+    from lossbook.registry import Sample
+    return Sample(s.args, {**s.kwargs, "kind": kind})

@@ -10,7 +10,8 @@ numerics of ``lossbook/numerics.py`` (CPU code paths, one thread, hash seed),
 and so does the Jupyter kernel that ``env`` installs. Parts:
 
     python3 tools/dev.py env              # create/update .venv only
-    python3 tools/dev.py test-package     # pytest tests/ (unit, property, cross-check), no browser
+    python3 tools/dev.py lint             # ruff (the small rule set of pyproject.toml)
+    python3 tools/dev.py test-package     # lint, then pytest tests/ (unit, property, cross-check), no browser
     python3 tools/dev.py test-notebooks   # strict nbval on book/**/*.ipynb (pinned)
     python3 tools/dev.py test-unpinned    # every chapter runs to the end without the pins (nothing saved)
     python3 tools/dev.py test-browser     # build the book from the stored outputs, then the headless-Chromium check
@@ -103,8 +104,13 @@ def stored_outputs_config() -> pathlib.Path:
     return path
 
 
-def test_package() -> None:
+def lint() -> None:
     ensure_env()
+    run(PY, "-m", "ruff", "check", ".")
+
+
+def test_package() -> None:
+    lint()
     run(PY, "-m", "pytest", "tests", "-m", "not browser", "-n", "2", "--dist", "loadfile")
 
 
@@ -160,6 +166,8 @@ def main(argv: list[str]) -> int:
         test_browser()
     elif command == "test-package":
         test_package()
+    elif command == "lint":
+        lint()
     elif command == "test-notebooks":
         test_notebooks()
     elif command == "test-unpinned":

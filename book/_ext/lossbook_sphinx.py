@@ -19,28 +19,10 @@ from docutils.statemachine import StringList
 from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import nested_parse_with_titles
 
-CHAPTERS = {
-    # family module -> (chapter number, title, book page or None while the chapter is planned)
-    "surrogates": (1, "Risk, surrogate losses and consistency", "surrogates"),
-    "proper": (2, "Proper losses, output maps and Fenchel–Young losses", "proper"),
-    "regression": (3, "Regression losses", "regression"),
-    "classification": (4, "Classification losses: the cross-entropy family", "classification"),
-    "robust": (5, "Robust losses: noisy labels and adversarial perturbations", "robust"),
-    "calibration": (6, "Calibration and learning to reject", None),
-    "margin": (7, "Margin-based softmax losses and face recognition", None),
-    "metric": (8, "Pair-based deep metric learning and the GPW framework", None),
-    "contrastive": (9, "Contrastive, self-supervised and clustering objectives", None),
-    "ranking": (10, "Ranking losses and metrics-as-losses", None),
-    "overlap": (11, "Overlap losses for segmentation and detection", None),
-    "structured": (12, "Structured, geometric and signal losses", None),
-    "divergence": (13, "Divergences and distribution matching", None),
-    "generative": (14, "Objectives for generative models", None),
-    "distill": (15, "Knowledge distillation and compression losses", None),
-    "regularizers": (16, "Regularizers as loss terms", None),
-    "multiobjective": (17, "Multi-objective and joint losses", None),
-    "weak": (18, "Indirect, aggregate and shifted supervision", None),
-    "landscape": (19, "Loss landscapes and training dynamics", None),
-}
+from lossbook.families import FAMILIES  # noqa: E402  (the one list of families)
+
+# family module -> (chapter number, title, book page or None while the chapter is planned)
+CHAPTERS = {f.module: (f.chapter, f.title, f.page) for f in FAMILIES}
 BY_NUMBER = {number: (title, page) for number, title, page in CHAPTERS.values()}
 SEED_PAPERS = pathlib.Path(__file__).resolve().parent.parent / "seed_papers.yml"
 
@@ -110,13 +92,35 @@ class ApiDirective(_RstDirective):
                           f"     - {', '.join(sorted(s.properties)) or '—'}", f"     - {s.gradient}",
                           f"     - ``{s.reference_name}``"]
             lines += ["", f".. automodule:: {mod}", "   :members:", "   :member-order: bysource", ""]
+        lines += _kinds_table()
         heading = "Infrastructure"
         lines += [heading, "-" * len(heading), "",
                   "What every loss module builds on: the registry, reductions, input validation, and the "
                   "checker that the property tests and the self-checking exercises share.", ""]
-        for mod in ("lossbook.registry", "lossbook.utils", "lossbook.validation", "lossbook.check"):
+        for mod in ("lossbook.registry", "lossbook.kinds", "lossbook.families", "lossbook.utils", "lossbook.validation",
+                    "lossbook.check"):
             lines += [f".. automodule:: {mod}", "   :members:", "   :member-order: bysource", ""]
         return lines
+
+
+def _kinds_table() -> list[str]:
+    """Input kinds (lossbook.kinds.KINDS): what a loss of each kind takes, and how many are registered."""
+    from lossbook.kinds import KINDS
+    from lossbook.registry import all_losses
+
+    count: dict[str, int] = {}
+    for spec in all_losses():
+        count[spec.input_kind] = count.get(spec.input_kind, 0) + 1
+    heading = "Input kinds"
+    lines = [heading, "-" * len(heading), "",
+             "Every loss declares the kind of input it takes. The kind's record gives the argument names, a "
+             "sample, the validator and the contract errors that every loss of the kind is tested against.", "",
+             ".. list-table::", "   :header-rows: 1", "   :widths: 16 44 28 12", "",
+             "   * - kind", "     - what it is", "     - arguments", "     - losses"]
+    for kind in KINDS.values():
+        lines += [f"   * - ``{kind.name}``", f"     - {kind.description}",
+                  f"     - {', '.join(f'``{a}``' for a in kind.args)}", f"     - {count.get(kind.name, 0)}"]
+    return lines + [""]
 
 
 class ChapterMapDirective(_RstDirective):
@@ -180,12 +184,29 @@ class SeedPapersDirective(_RstDirective):
                  "in the chapter that the plan assigns them to.", "",
                  ".. list-table::", "   :header-rows: 1", "   :widths: 4 46 22 10 18", "",
                  "   * - #", "     - paper", "     - chapter", "     - fit", "     - what the book does with it"]
+        implemented = _implemented_by()
         for i, p in enumerate(papers, 1):
             title, page = BY_NUMBER[p["chapter"]]
             where = f":doc:`{p['chapter']}. {title} <{page}>`" if page else f"{p['chapter']}. {title} (planned)"
             lines += [f"   * - {i}", f"     - {p['title']} :cite:p:`{p['key']}`", f"     - {where}",
-                      f"     - {p['role']}", f"     - {p['treatment']}"]
+                      f"     - {p['role']}", f"     - {p['treatment']}" + _implemented_note(implemented.get(p["key"]))]
         return lines + [""]
+
+
+def _implemented_by() -> dict[str, list[str]]:
+    """Bibliography key -> the registered losses whose record cites it (``references``)."""
+    from lossbook.registry import all_losses, all_modules
+
+    out: dict[str, list[str]] = {}
+    for spec in [*all_losses(), *all_modules()]:
+        for key in spec.references:
+            out.setdefault(key, []).append(f":func:`~{spec.qualname}`" if hasattr(spec, "fn")
+                                           else f":class:`~{spec.qualname}`")
+    return out
+
+
+def _implemented_note(names: list[str] | None) -> str:
+    return f"; implemented by {', '.join(names)}" if names else ""
 
 
 INLINE_SCRIPT = re.compile(r"^\s*<script>[^\n]*</script>\s*$", re.M)
