@@ -78,11 +78,10 @@ class InputKind:
         validate: the public validator losses of this kind call on their positional arguments.
         errors: contract errors: bad calls every loss of the kind refuses, with the message they raise.
         empty: what an empty batch gives: ``"zero"`` (0 for mean and sum), ``"error"``, or None (no batch axis).
-        bench_layout: how :mod:`benchmarks.inputs` scales a sample (None: not benchmarked by size).
+        bench_layout: how ``benchmarks/inputs.py`` scales a sample (None: not benchmarked by size).
         class_targets: ``args[1]`` holds class indices (benchmarks redraw them for a new class count).
         masked_logits: ``args[0]`` are logits where ``-inf`` masks a class (the masked-logit test applies).
-        tensors: the positional arguments are tensors (False for model-taking kinds: the generic
-            dtype, stride and broadcasting tests do not apply).
+        tensors: the positional arguments are tensors (False for losses that take a model).
         probes: ``property -> probe`` for this kind; filled by :mod:`lossbook.check`.
     """
 
@@ -367,6 +366,10 @@ _KIND_LIST = [
 ]
 
 KINDS: dict[str, InputKind] = {k.name: k for k in _KIND_LIST}
+"""``name -> InputKind``: every input kind a registered loss may declare.
+
+:meta hide-value:
+"""
 
 
 def get_kind(name: str) -> InputKind:

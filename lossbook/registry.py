@@ -70,7 +70,7 @@ def as_numpy(t: torch.Tensor):
 class Equivalent:
     """An implementation elsewhere of the same loss: the cross-checks compare with it, the benchmarks time it.
 
-    ``fn(sample, reduction)`` returns the loss for a :class:`Sample` (``reduction``
+    ``fn(sample, reduction)`` returns the loss for a :class:`~lossbook.kinds.Sample` (``reduction``
     is ``"mean"`` or ``"none"``), or None when it cannot give that reduction.
     ``requires`` names the package a peer needs (imported lazily by ``fn``).
     """
@@ -129,7 +129,7 @@ class LossSpec:
 
     @property
     def inputs(self) -> str:
-        """Deprecated name of :attr:`input_kind`."""
+        """Deprecated name of ``input_kind``."""
         warnings.warn("LossSpec.inputs is renamed input_kind", DeprecationWarning, stacklevel=2)
         return self.input_kind
 
@@ -226,7 +226,7 @@ class ModuleSample:
     """One test case of a registered module: constructor keywords apart from forward inputs.
 
     ``init`` are the constructor's keyword arguments; ``forward`` a
-    :class:`Sample` of forward inputs. ``steps`` more forward samples, if given,
+    :class:`~lossbook.kinds.Sample` of forward inputs. ``steps`` more forward samples, if given,
     are called one after another to test how the state evolves.
     """
 
