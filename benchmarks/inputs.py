@@ -97,7 +97,7 @@ def build(spec: LossSpec, size: str, dtype: torch.dtype = torch.float32, device:
     """The registered sample of ``spec`` scaled to ``size``; raises :class:`Unsupported` for unknown kinds."""
     layout = spec.kind.bench_layout
     if layout is None:
-        raise Unsupported(f"no size-aware builder for input kind {spec.input_kind!r} (add one to benchmarks/inputs.py)")
+        raise Unsupported(f"input kind {spec.input_kind!r} has no benchmark layout (lossbook.kinds: bench_layout)")
     g = torch.Generator().manual_seed(seed)
     base = spec.sample(torch.Generator().manual_seed(seed), torch.float64, torch.device("cpu"))
     if layout == "hidden":
