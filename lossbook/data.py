@@ -1,4 +1,5 @@
-"""Offline data for the chapters: scikit-learn's bundled datasets and small synthetic generators.
+"""Offline data for the chapters: scikit-learn's bundled datasets, small synthetic generators and
+label-noise models (:func:`transition_matrix`, :func:`corrupt_labels`, re-exported by :mod:`lossbook.robust`).
 
 Nothing here touches the network. Every generator takes a ``torch.Generator``
 (or a seed) so that experiments are reproducible.
@@ -10,6 +11,8 @@ import dataclasses
 import math
 
 import torch
+
+from lossbook import validation as V
 
 BUNDLED = ("digits", "iris", "wine", "breast_cancer", "diabetes")
 
@@ -134,3 +137,64 @@ def directional_returns(n: int, num_features: int = 5, generator=None) -> tuple[
     # a distracting feature: correlated with |R| (not with its sign)
     X[:, -1] = torch.log(magnitude) + 0.3 * torch.randn(n, generator=g)
     return X, sign * magnitude
+
+
+# --------------------------------------------------------------------------- label-noise models
+
+
+def transition_matrix(num_classes: int, rate: float, *, kind: str = "symmetric",
+                      dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    r"""Class-conditional noise matrix :math:`T_{ij} = P(\tilde y = j \mid y = i)`.
+
+    * ``"symmetric"``: keep the label with probability :math:`1-\eta`, otherwise
+      flip it to one of the :math:`C-1` *other* classes uniformly:
+      :math:`T = (1-\eta) I + \frac{\eta}{C-1}(\mathbf 1\mathbf 1^\top - I)`.
+    * ``"pairflip"``: :math:`y \to (y+1) \bmod C` with probability :math:`\eta`.
+
+    Example:
+        >>> transition_matrix(3, 0.3, kind="pairflip")
+        tensor([[0.7000, 0.3000, 0.0000],
+                [0.0000, 0.7000, 0.3000],
+                [0.3000, 0.0000, 0.7000]], dtype=torch.float64)
+    """
+    if isinstance(num_classes, bool) or not (isinstance(num_classes, int) and num_classes >= 2):
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    if isinstance(rate, bool) or not (isinstance(rate, (int, float)) and 0.0 <= rate <= 1.0):
+        raise ValueError(f"rate must lie in [0, 1], got {rate!r}")
+    V.check_choice(kind, "kind", ("symmetric", "pairflip"))
+    eye = torch.eye(num_classes, dtype=dtype)
+    if kind == "symmetric":
+        return (1 - rate) * eye + rate / (num_classes - 1) * (1 - eye)
+    return (1 - rate) * eye + rate * eye.roll(1, dims=1)
+
+
+def corrupt_labels(y: torch.Tensor, rate: float, *, kind: str = "symmetric", num_classes: int,
+                   generator: torch.Generator | None = None, matrix: torch.Tensor | None = None) -> torch.Tensor:
+    r"""Draw noisy labels :math:`\tilde y_i \sim T_{y_i,\cdot}` (a new tensor; ``y`` is untouched).
+
+    ``kind`` selects :func:`transition_matrix`; pass ``matrix`` (``(C, C)``,
+    rows summing to 1) for any other class-conditional noise (then ``rate`` and
+    ``kind`` are ignored). Each label is corrupted independently, so the
+    realised noise rate is :math:`\eta` only in expectation.
+
+    Example:
+        >>> y = torch.zeros(10000, dtype=torch.long)
+        >>> noisy = corrupt_labels(y, 0.4, num_classes=10, generator=torch.Generator().manual_seed(0))
+        >>> round(float((noisy != y).double().mean()), 1), int(noisy.max())
+        (0.4, 9)
+    """
+    V.check_positive_int(num_classes, "num_classes")
+    V.check_class_target(y, num_classes)
+    if matrix is None:
+        T = transition_matrix(num_classes, rate, kind=kind)
+    else:
+        V.check_floating(matrix, "matrix")
+        T = matrix.detach().double().cpu()
+        if T.shape != (num_classes, num_classes):
+            raise ValueError(f"matrix must have shape ({num_classes}, {num_classes}), got {tuple(T.shape)}")
+        V.check_simplex(T, "matrix")
+    if y.numel() == 0:
+        return y.clone()
+    rows = T[y.reshape(-1).cpu()]
+    out = torch.multinomial(rows, 1, generator=generator).squeeze(1)
+    return out.reshape(y.shape).to(y.device)

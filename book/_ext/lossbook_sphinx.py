@@ -181,7 +181,7 @@ class SeedPapersDirective(_RstDirective):
         self.env.note_dependency(str(SEED_PAPERS))
         written = sum(BY_NUMBER[p["chapter"]][1] is not None for p in papers)
         lines = [f"{len(papers)} seed papers; {written} are treated in chapters already written, the others "
-                 "in the chapter that the plan assigns them to.", "",
+                 "in the chapter that will treat them.", "",
                  ".. list-table::", "   :header-rows: 1", "   :widths: 4 46 22 10 18", "",
                  "   * - #", "     - paper", "     - chapter", "     - fit", "     - what the book does with it"]
         implemented = _implemented_by()
