@@ -219,3 +219,13 @@ def test_register_derives_the_chapter_from_the_module():
         registry.register(stray_loss, chapter="proper", module=None, section="s", input_kind="regression",
                           output_range=(0.0, 1.0), properties=set(), gradient="exact", reference=None,
                           reference_name="")
+
+
+def test_assert_quoted_is_strict_only_under_the_pins(monkeypatch, capsys):
+    book.assert_quoted("same", 0.5, 0.5)
+    monkeypatch.setattr(book.numerics, "pinned", lambda: True)
+    with pytest.raises(AssertionError, match="this run gives 0.4, the text quotes 0.5"):
+        book.assert_quoted("E9.9", 0.4, 0.5)
+    monkeypatch.setattr(book.numerics, "pinned", lambda: False)
+    book.assert_quoted("E9.9", 0.4, 0.5)
+    assert "E9.9: this run gives 0.4, the text quotes 0.5 (numerics not pinned)" in capsys.readouterr().out
