@@ -11,7 +11,7 @@ import inspect
 import os
 import statistics
 import textwrap
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 
@@ -64,11 +64,21 @@ def show_source(obj: Callable) -> object:
         return src
 
 
-def mean_std(values: Sequence[float], digits: int = 3) -> str:
-    """``"m ± s"`` over seeds (sample standard deviation; 0 for one value)."""
+def mean_std(values: Iterable[float], digits: int = 3, seeds: Sequence[int] | None = None) -> str:
+    """``"m ± s"`` over seeds (sample standard deviation).
+
+    One value is not a spread: it is labelled with its seed (``seeds``, if given).
+    Values equal on every seed say so instead of printing ``± 0``, and a spread that
+    rounds to zero is printed as a bound (``± <0.0005``).
+    """
     vals = [float(v) for v in values]
-    sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-    return f"{statistics.fmean(vals):.{digits}f} ± {sd:.{digits}f}"
+    if len(vals) == 1:
+        return f"{vals[0]:.{digits}f} ({f'seed {seeds[0]}' if seeds else 'one seed'})"
+    if min(vals) == max(vals):
+        return f"{vals[0]:.{digits}f} (all {len(vals)} seeds)"
+    sd = statistics.stdev(vals)
+    spread = f"{sd:.{digits}f}" if round(sd, digits) > 0 else f"<{5 * 10 ** -(digits + 1):.{digits + 1}f}"
+    return f"{statistics.fmean(vals):.{digits}f} ± {spread}"
 
 
 def assert_below(label: str, value: float, bound: float) -> None:

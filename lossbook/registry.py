@@ -143,13 +143,13 @@ def _family_of(obj: Any) -> str:
 
 def _rename_fields(name: str, fields: dict[str, Any]) -> dict[str, Any]:
     if "inputs" in fields:
-        warnings.warn(f"{name}: register(inputs=...) is renamed input_kind=", DeprecationWarning, stacklevel=3)
+        warnings.warn(f"{name}: register(inputs=...) is renamed input_kind=", DeprecationWarning, stacklevel=4)
         fields["input_kind"] = fields.pop("inputs")
     props = set(fields.get("properties", ()))
     if "symmetric" in props or props & RENAMED_PROPERTIES.keys():
         warnings.warn(f"{name}: property names 'symmetric' and 'robust' are replaced by 'even', "
                       "'label-symmetric', 'argument-symmetric' and 'bounded-influence'",
-                      DeprecationWarning, stacklevel=3)
+                      DeprecationWarning, stacklevel=4)
         if "symmetric" in props:
             props.discard("symmetric")
             props.add("label-symmetric" if fields.get("input_kind") in LABEL_KINDS else "even")
@@ -158,12 +158,18 @@ def _rename_fields(name: str, fields: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
+def _record_fields(obj: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    """Old field names mapped to new ones, and the chapter derived from the defining module."""
+    fields = _rename_fields(obj.__name__, dict(fields))
+    family = _family_of(obj)
+    if fields.setdefault("chapter", family) != family:
+        raise ValueError(f"{obj.__name__}: chapter {fields['chapter']!r} is not its module's family {family!r}")
+    return fields
+
+
 def register(fn: Callable[..., torch.Tensor], **fields: Any) -> LossSpec:
     """Record ``fn`` in the registry; see :class:`LossSpec` for the fields."""
-    fields = _rename_fields(fn.__name__, dict(fields))
-    family = _family_of(fn)
-    if fields.setdefault("chapter", family) != family:
-        raise ValueError(f"{fn.__name__}: chapter {fields['chapter']!r} is not its module's family {family!r}")
+    fields = _record_fields(fn, fields)
     spec = LossSpec(name=fn.__name__, fn=fn, **fields)
     _validate(spec)
     if spec.sample is None:
@@ -284,10 +290,7 @@ _MODULES: dict[str, ModuleSpec] = {}
 
 def register_module(cls: type[nn.Module], **fields: Any) -> ModuleSpec:
     """Record a stateful or learnable loss module; see :class:`ModuleSpec` for the fields."""
-    fields = _rename_fields(cls.__name__, dict(fields))
-    family = _family_of(cls)
-    if fields.setdefault("chapter", family) != family:
-        raise ValueError(f"{cls.__name__}: chapter {fields['chapter']!r} is not its module's family {family!r}")
+    fields = _record_fields(cls, fields)
     if fields.get("sample") is None:
         raise ValueError(f"{cls.__name__}: a registered module needs a sample (a ModuleSample generator)")
     spec = ModuleSpec(name=cls.__name__, cls=cls, **fields)

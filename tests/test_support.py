@@ -140,6 +140,9 @@ def test_book_helpers(monkeypatch):
     src = book.show_source(huber_loss)
     assert "def huber_loss" in src.data and "lossbook/regression.py" in src.data
     assert book.mean_std([1.0, 2.0, 3.0], digits=2) == "2.00 ± 1.00"
+    assert book.mean_std([0.5], seeds=[0]) == "0.500 (seed 0)" and book.mean_std([0.5]) == "0.500 (one seed)"
+    assert book.mean_std([1.0, 1.0, 1.0]) == "1.000 (all 3 seeds)"
+    assert book.mean_std([1.0, 1.0001, 1.0]) == "1.000 ± <0.0005"
     monkeypatch.setenv(book.STATIC_ENV, "1")
     import matplotlib
 
