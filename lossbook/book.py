@@ -7,7 +7,9 @@ displays the real source of a function, so what a reader sees is what
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import math
 import os
 import statistics
 import textwrap
@@ -81,6 +83,66 @@ def mean_std(values: Iterable[float], digits: int = 3, seeds: Sequence[int] | No
     return f"{statistics.fmean(vals):.{digits}f} ± {spread}"
 
 
+@dataclasses.dataclass(frozen=True)
+class Paired:
+    """Paired differences ``a - b`` over seeds: the comparison a chapter's comparative claim rests on.
+
+    ``ci`` is the two-sided 95% Student-t interval of the mean difference (``None`` for one
+    seed); ``wins`` counts the seeds on which ``a > b``.
+    """
+
+    diffs: tuple[float, ...]
+    seeds: tuple[int, ...]
+    digits: int = 3
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.diffs)
+
+    @property
+    def sd(self) -> float:
+        return statistics.stdev(self.diffs) if len(self.diffs) > 1 else float("nan")
+
+    @property
+    def ci(self) -> tuple[float, float] | None:
+        n = len(self.diffs)
+        if n < 2:
+            return None
+        half = _t975(n - 1) * self.sd / math.sqrt(n)
+        return self.mean - half, self.mean + half
+
+    @property
+    def wins(self) -> int:
+        return sum(d > 0 for d in self.diffs)
+
+    def __str__(self) -> str:
+        d = self.digits
+        head = mean_std(self.diffs, d, self.seeds)
+        if self.ci is None:
+            return head
+        lo, hi = self.ci
+        return f"{head}, 95% CI [{lo:.{d}f}, {hi:.{d}f}], a > b on {self.wins}/{len(self.diffs)} seeds"
+
+
+def _t975(df: int) -> float:
+    """The 0.975 quantile of Student's t with ``df`` degrees of freedom (scipy; a table without it)."""
+    try:
+        from scipy.stats import t
+
+        return float(t.ppf(0.975, df))
+    except ImportError:  # pragma: no cover
+        table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+        return table.get(df, 1.96)
+
+
+def paired_difference(a: dict[int, float], b: dict[int, float], digits: int = 3) -> Paired:
+    """Differences ``a[s] - b[s]`` on the seeds both runs share (an error if they share none)."""
+    seeds = tuple(sorted(set(a) & set(b)))
+    if not seeds:
+        raise ValueError("paired_difference needs at least one seed present in both runs")
+    return Paired(tuple(float(a[s]) - float(b[s]) for s in seeds), seeds, digits)
+
+
 def assert_below(label: str, value: float, bound: float) -> None:
     """Assert ``value < bound`` and print ``label < bound``.
 
@@ -145,11 +207,13 @@ def explorer(
     init: float,
     r: torch.Tensor | None = None,
     title: str = "",
+    xlabel: str = "residual r",
 ):
     """An interactive loss explorer: a slider over one hyperparameter, live curves of ℓ(r) and ℓ'(r).
 
     ``losses`` maps a label to ``f(r, value) -> per-element loss``; the
-    derivative is taken by autograd. In a live Jupyter kernel this returns an
+    derivative is taken by autograd. ``r`` is the grid of the horizontal axis
+    (default ``[-4, 4]``) and ``xlabel`` its name (a residual, a margin, a logit). In a live Jupyter kernel this returns an
     ``ipywidgets`` slider; in the static web book (``LOSSBOOK_STATIC=1``) it
     draws the curves at ``init`` and says how to get the live version.
     """
@@ -165,8 +229,8 @@ def explorer(
             (g,) = torch.autograd.grad(y.sum(), x)
             ax1.plot(grid, y.detach(), label=label)
             ax2.plot(grid, g, label=label)
-        ax1.set(title=f"loss, {param} = {value:g}", xlabel="residual r")
-        ax2.set(title="derivative dℓ/dr", xlabel="residual r")
+        ax1.set(title=f"loss, {param} = {value:g}", xlabel=xlabel)
+        ax2.set(title=f"derivative dℓ/d{xlabel.split()[-1]}", xlabel=xlabel)
         ax1.legend()
         fig.suptitle(title)
         plt.show()

@@ -93,6 +93,10 @@ class ApiDirective(_RstDirective):
                           f"     - ``{s.reference_name}``"]
             lines += ["", f".. automodule:: {mod}", "   :members:", "   :member-order: bysource", ""]
         lines += _kinds_table()
+        heading = "Metrics"
+        lines += [heading, "-" * len(heading), "",
+                  "Metrics the chapters share, so that a number means the same in every chapter.", "",
+                  ".. automodule:: lossbook.calibration", "   :members:", "   :member-order: bysource", ""]
         heading = "Infrastructure"
         lines += [heading, "-" * len(heading), "",
                   "What every loss module builds on: the registry, reductions, input validation, and the "
