@@ -11,6 +11,7 @@ import dataclasses
 import inspect
 import math
 import os
+import pathlib
 import statistics
 import textwrap
 from typing import Callable, Iterable, Sequence
@@ -64,6 +65,18 @@ def show_source(obj: Callable) -> object:
         return Markdown(f"{header}\n\n```python\n{src}```")
     except ImportError:  # pragma: no cover
         return src
+
+
+def table_path(name: str) -> pathlib.Path:
+    """The path of a data file the chapters read or write (calibration tables, benchmark results).
+
+    They ship inside the package (``lossbook/tables/``), so a chapter finds them wherever it
+    runs: from a clone, an installed wheel, Colab, or a notebook downloaded on its own. A
+    calibration run (``FULL = True``) rewrites them in place, in the clone it runs from.
+    """
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise ValueError(f"table_path takes a bare file name such as 'robust_calibration.csv', got {name!r}")
+    return pathlib.Path(__file__).resolve().parent / "tables" / name
 
 
 def mean_std(values: Iterable[float], digits: int = 3, seeds: Sequence[int] | None = None) -> str:

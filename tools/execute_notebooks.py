@@ -16,7 +16,7 @@ calibration file is strict under the pins alone).
 
 ``--full`` first executes the notebook with its ``FULL = False`` line switched
 to ``FULL = True``: every seed, every grid point, and the chapter's calibration
-files under ``book/data/`` rewritten. That run's outputs are discarded; the
+files under ``lossbook/tables/`` rewritten. That run's outputs are discarded; the
 notebook is then executed and saved as a reader runs it.
 """
 
