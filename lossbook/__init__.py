@@ -23,6 +23,7 @@ from lossbook.regression import (
     quantile_loss,
 )
 from lossbook.utils import seed_everything
+from lossbook.validation import checks, set_checks
 
 __version__ = "0.1.0"
 
@@ -30,5 +31,5 @@ __all__ = [
     "families", "kinds", "registry", "utils", "validation", "surrogates", "proper", "regression",
     "classification", "robust", "cross_entropy", "focal_loss",
     "mse_loss", "mae_loss", "huber_loss", "pseudo_huber_loss", "log_cosh_loss", "quantile_loss",
-    "gaussian_nll_loss", "seed_everything", "__version__",
+    "gaussian_nll_loss", "seed_everything", "set_checks", "checks", "__version__",
 ]

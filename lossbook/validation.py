@@ -12,6 +12,7 @@ once. Two kinds of checks:
   while ``torch.compile`` traces and on ``meta`` tensors (which have no
   values), so that ``fullgraph=True`` compiles with no graph break, no device
   synchronisation and no guard on a hyperparameter that changes between calls.
+  :func:`set_checks` (``"fast"``) switches them off for a whole process.
 
 Hyperparameters may be Python numbers or 0-d tensors (the module twins store
 tensor hyperparameters as buffers).
@@ -24,9 +25,51 @@ from typing import Sequence
 
 import torch
 
+CHECK_MODES = ("full", "fast")
+_mode = "full"
+
+
+def set_checks(mode: str) -> str:
+    """Choose how much every loss checks its inputs, for the whole process; returns the old mode.
+
+    ``"full"`` (the default) runs every check. ``"fast"`` skips the *value* checks, the ones that
+    read tensor values on the host (a label out of range, a negative variance or weight, a NaN
+    hyperparameter) and so synchronise with a GPU; shape, dtype and device checks still run. Like
+    :func:`torch.autograd.set_detect_anomaly`, switch it on for a training loop you have already
+    debugged, never while developing one: a bad value then gives a wrong loss instead of an error.
+    Use :func:`checks` to switch it for one block.
+    """
+    global _mode
+    if mode not in CHECK_MODES:
+        raise ValueError(f"checks mode must be one of {CHECK_MODES}, got {mode!r}")
+    old, _mode = _mode, mode
+    return old
+
+
+def get_checks() -> str:
+    """The current checks mode, ``"full"`` or ``"fast"`` (see :func:`set_checks`)."""
+    return _mode
+
+
+class checks:  # noqa: N801 - used like a function, as torch.no_grad is
+    """``with lossbook.validation.checks("fast"): ...`` sets the checks mode for one block."""
+
+    def __init__(self, mode: str) -> None:
+        if mode not in CHECK_MODES:
+            raise ValueError(f"checks mode must be one of {CHECK_MODES}, got {mode!r}")
+        self.mode = mode
+
+    def __enter__(self) -> None:
+        self.old = set_checks(self.mode)
+
+    def __exit__(self, *exc: object) -> None:
+        set_checks(self.old)
+
+
 def skip_value_checks(*tensors: object) -> bool:
-    """True while ``torch.compile`` traces, or when a given tensor is on ``meta`` (it has no values)."""
-    if torch.compiler.is_compiling():
+    """True while ``torch.compile`` traces, in ``"fast"`` checks mode, or when a given tensor is on
+    ``meta`` (it has no values)."""
+    if _mode == "fast" or torch.compiler.is_compiling():
         return True
     return any(isinstance(t, torch.Tensor) and t.is_meta for t in tensors)
 
@@ -229,8 +272,8 @@ def check_in_range(value: object, name: str, low: float = -math.inf, high: float
         return
     if isinstance(value, bool) or not isinstance(value, (int, float, torch.Tensor)):
         raise TypeError(f"{name} must be a number or a tensor, got {type(value).__name__}")
-    if skip_value_checks(value) or (isinstance(value, torch.Tensor) and value.numel() == 0):
-        return
+    if isinstance(value, torch.Tensor) and (skip_value_checks(value) or value.numel() == 0):
+        return  # a Python number costs no host sync: it is checked in every mode
     if not _all(value, low, high, low_closed, high_closed):
         where = "every entry of " if isinstance(value, torch.Tensor) and value.numel() > 1 else ""
         what = what or f"lie in {_interval(low, high, low_closed, high_closed)}"

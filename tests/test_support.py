@@ -51,6 +51,32 @@ def test_value_checks_do_not_break_fullgraph_compile():
     assert float(compiled(torch.ones(2), torch.tensor([0, 2]))) == 2.0
 
 
+def test_fast_checks_skip_only_the_value_checks():
+    import lossbook
+    from lossbook.regression import gaussian_nll_loss, huber_loss
+
+    x, y = torch.zeros(3), torch.ones(3)
+    bad_var = torch.tensor([1.0, -1.0, 1.0])
+    assert validation.get_checks() == "full"
+    with pytest.raises(ValueError, match="var"):
+        gaussian_nll_loss(x, y, bad_var)
+    with lossbook.checks("fast"):
+        assert validation.get_checks() == "fast"
+        gaussian_nll_loss(x, y, bad_var)  # a tensor value check: skipped, no host sync
+        with pytest.raises(ValueError, match="same shape"):  # a static check: still runs
+            huber_loss(x, torch.ones(4))
+        with pytest.raises(ValueError, match="delta"):  # a Python hyperparameter: still checked
+            huber_loss(x, y, delta=-1.0)
+    assert validation.get_checks() == "full"
+    old = lossbook.set_checks("fast")
+    try:
+        assert old == "full" and validation.skip_value_checks(x)
+    finally:
+        lossbook.set_checks(old)
+    with pytest.raises(ValueError, match="checks mode must be one of"):
+        lossbook.set_checks("off")
+
+
 def test_register_rejects_unknown_vocabulary_and_duplicates():
     def fake_loss(input, target, *, reduction="mean"):
         """doc"""
