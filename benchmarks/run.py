@@ -51,7 +51,12 @@ the kernels, not the scheduler. Ratios are what matter, and both sides get the s
 Results: a table on stdout and ``benchmarks/results/<device>.csv`` and ``.json``
 (``<device>_quick.*`` with ``--quick``; ``linear_ce_<device>.*`` for ``--linear-ce``). Timings
 on a shared machine are noisy: the JSON records the thread count and the load average before
-and after the run.
+and after the run. A full run (all losses, all sizes, not ``--quick``) and a ``--linear-ce``
+run also publish what the book's performance appendix reads into the package data,
+``lossbook/tables/benchmarks_<device>.csv`` (the rows) and ``benchmarks_<device>.json`` (the
+run's metadata and the linear-CE case), found through ``lossbook.book.table_path``, so the
+appendix runs wherever lossbook is installed; ``--publish`` does only that, from the files in
+``benchmarks/results/``.
 
 The linear cross-entropy case (``--linear-ce``): N=8192 rows, D=256, V=32768 classes, float32;
 the naive ``F.cross_entropy(hidden @ weight.T, target)`` materialises 1 GiB of logits (plus its
@@ -89,6 +94,7 @@ from inputs import LINEAR_CE_CASE, SIZES, Unsupported, as_leaves, build, linear_
 from references import Reference, reference_for, target_for  # noqa: E402
 
 RESULTS = HERE / "results"
+TABLES = HERE.parent / "lossbook" / "tables"
 JUDGED_SIZES = ("medium", "large")
 COLUMNS = ["loss", "chapter", "kind", "size", "shape", "category", "reference", "lb_ms", "ref_ms", "ratio",
            "lb_peak_bytes", "ref_peak_bytes", "mem_ratio", "lb_ms_compiled", "ref_ms_compiled", "ratio_compiled",
@@ -426,6 +432,23 @@ def write_results(rows: list[dict], meta: dict, stem: str) -> None:
     (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, default=str) + "\n")
 
 
+def publish(device: str) -> list[pathlib.Path]:
+    """Copy a full run's rows, its metadata and the linear-CE case into lossbook/tables/."""
+    rows, meta, lce = RESULTS / f"{device}.csv", RESULTS / f"{device}.json", RESULTS / f"linear_ce_{device}.json"
+    written = []
+    if rows.exists():
+        (TABLES / f"benchmarks_{device}.csv").write_text(rows.read_text())
+        written.append(TABLES / f"benchmarks_{device}.csv")
+    summary = {"meta": json.loads(meta.read_text())["meta"] if meta.exists() else None,
+               "linear_ce": json.loads(lce.read_text()) if lce.exists() else None}
+    if any(summary.values()):
+        (TABLES / f"benchmarks_{device}.json").write_text(json.dumps(summary, indent=1) + "\n")
+        written.append(TABLES / f"benchmarks_{device}.json")
+    for path in written:
+        print(f"published {path.relative_to(HERE.parent)}")
+    return written
+
+
 def _csv_value(v):
     if isinstance(v, float):
         return f"{v:.6g}"
@@ -466,6 +489,8 @@ def parse(argv=None):
     p.add_argument("--losses", default="", help="comma-separated loss names (default: all registered)")
     p.add_argument("--linear-ce", action="store_true", help="run only the N=8192, D=256, V=32768 linear-CE case")
     p.add_argument("--with-linear-ce", action="store_true", help="also run the linear-CE case after the suite")
+    p.add_argument("--publish", action="store_true",
+                   help="measure nothing: copy benchmarks/results/<device>.* into lossbook/tables/ for the book")
     args = p.parse_args(argv)
     if args.quick and "--sizes" not in " ".join(sys.argv):
         args.sizes = "small,medium"
@@ -487,6 +512,8 @@ def main(argv=None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("CUDA requested but torch.cuda.is_available() is False; nothing to do.")
         return 0
+    if args.publish:
+        return 0 if publish(args.device) else 1
     dev = Device(args.device)
     if args.threads or not dev.cuda:
         torch.set_num_threads(args.threads or 1)
@@ -498,6 +525,7 @@ def main(argv=None) -> int:
         print_linear_ce(res)
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / f"linear_ce_{args.device}.json").write_text(json.dumps(res, indent=1) + "\n")
+        publish(args.device)
         return 0
     meta = metadata(dev, args)
     wanted = {s for s in args.losses.split(",") if s}
@@ -537,6 +565,8 @@ def main(argv=None) -> int:
         res = bench_linear_ce(dev, repeats=3)
         print_linear_ce(res)
         (RESULTS / f"linear_ce_{args.device}.json").write_text(json.dumps(res, indent=1) + "\n")
+    if stem == args.device and set(args.sizes) == set(SIZES):
+        publish(args.device)
     return 0
 
 

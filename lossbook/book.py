@@ -235,7 +235,8 @@ def explorer(
     grid = torch.linspace(-4, 4, 401, dtype=torch.float64) if r is None else r.double()
 
     def draw(value: float):
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
+        # constrained layout keeps the figure's title above the panel titles (no overlap)
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2), layout="constrained")
         for label, f in losses.items():
             x = grid.clone().requires_grad_(True)
             y = f(x, value)

@@ -645,12 +645,33 @@ def _margins(z: torch.Tensor, t: torch.Tensor, margin: float | torch.Tensor) -> 
     return ((z - zy) + margin).scatter(-1, t[:, None], 0.0)
 
 
+def _softplus_mean(z: torch.Tensor) -> torch.Tensor:
+    r""":math:`s_k = \mathrm{softplus}(z_k)/\mathrm{mean}_j\,\mathrm{softplus}(z_j)`, finite for any logits.
+
+    Computed as written wherever the row's mean softplus is a normal number (every
+    row of a trained network); a row whose softplus values all underflow (logits
+    below about -88 in float32) would give 0/0 there, so it is computed in log space,
+    :math:`s_k = C\,e^{\log\mathrm{sp}_k - \operatorname{logsumexp}_j\log\mathrm{sp}_j}`
+    with :math:`\log\mathrm{softplus}(z) = z` below :math:`z = -30` (relative error
+    below :math:`10^{-13}`). Both branches have finite gradients.
+    """
+    sp = F.softplus(z)
+    mean = sp.mean(-1, keepdim=True)
+    normal = mean >= torch.finfo(z.dtype).tiny
+    direct = sp / torch.where(normal, mean, torch.ones_like(mean))
+    low = z < -30.0
+    log_sp = torch.where(low, z, torch.log(F.softplus(torch.where(low, torch.zeros_like(z), z))))
+    stable = z.shape[-1] * torch.exp(log_sp - torch.logsumexp(log_sp, -1, keepdim=True))
+    return torch.where(normal, direct, stable)
+
+
 def ldr_kl_loss(input: torch.Tensor, target: torch.Tensor, *, lam: float = 1.0, margin: float = 0.0,
                 logit_transform: str | None = None, reduction: str = "mean") -> torch.Tensor:
     r"""Label-distributionally-robust loss with a KL regulariser (LDR-KL).
 
     .. math::
-        \psi_\lambda(z, y) = \max_{p\in\Delta}\sum_k p_k(\delta_{k,y} + z_k - z_y) - \lambda\,\mathrm{KL}(p\,\|\,u)
+        \ell^{\mathrm{LDR}}_\lambda(z, y) = \max_{p\in\Delta}\sum_k p_k(\delta_{k,y} + z_k - z_y)
+            - \lambda\,\mathrm{KL}(p\,\|\,u)
         = \lambda\log\frac1C\sum_k e^{(\delta_{k,y} + z_k - z_y)/\lambda}
 
     with :math:`\delta_{k,y} = c\,\mathbb 1[k\ne y]` (``margin``). Special
@@ -663,13 +684,20 @@ def ldr_kl_loss(input: torch.Tensor, target: torch.Tensor, *, lam: float = 1.0, 
     Args:
         lam: the temperature :math:`\lambda > 0`.
         margin: :math:`c` (finite).
-        logit_transform: ``None`` or ``"softplus_mean"``, which first maps
-            :math:`z \leftarrow \mathrm{softplus}(z)/\mathrm{mean}_k\,\mathrm{softplus}(z)`
-            as the official code of the paper does.
+        logit_transform: ``None`` (the loss of the logits themselves) or
+            ``"softplus_mean"``, which first maps the scores to
+            :math:`s_k = \mathrm{softplus}(z_k)/\mathrm{mean}_j\,\mathrm{softplus}(z_j)`
+            and evaluates the loss at :math:`s`, as the authors' reference code
+            (``LDRLoss_V1``) does. The :math:`s_k` are positive with mean 1, so
+            :math:`s_k - s_y \in (-C, C)`: for :math:`c \ge 0` the loss lies in
+            :math:`(1 - C, c + C)` however large the logits grow. It is a
+            transformation of the input only; ``lam`` and ``margin`` keep their meaning,
+            but the loss is no longer convex in the logits (the registered ``convex``
+            property is that of ``logit_transform=None``).
 
     Reference: Zhu, Ying & Yang (2023), *Label Distributionally Robust Losses for
     Multi-class Classification: Consistency, Robustness and Adaptivity* (formula
-    checked against the official code, ``LDRLoss_V1``).
+    and transform checked against the authors' code, ``LDRLoss_V1``).
 
     Example:
         >>> ldr_kl_loss(torch.zeros(1, 4), torch.tensor([0]), lam=1.0, margin=0.0)
@@ -680,8 +708,7 @@ def ldr_kl_loss(input: torch.Tensor, target: torch.Tensor, *, lam: float = 1.0, 
     V.check_finite(margin, "margin")
     check_reduction(reduction)
     if logit_transform == "softplus_mean":
-        sp = F.softplus(z)
-        z = sp / sp.mean(-1, keepdim=True)
+        z = _softplus_mean(z)
     elif logit_transform is not None:
         raise ValueError(f"logit_transform must be None or 'softplus_mean', got {logit_transform!r}")
     u = _margins(z, t, margin) / lam
@@ -1041,6 +1068,7 @@ register(cross_entropy, module=CrossEntropyLoss, second_order=True,
                  ErrorCase("smoothing outside [0, 1]", _bad_kwarg(label_smoothing=1.5), ValueError,
                            r"label_smoothing must lie in \[0, 1\]")),
          equivalent=Equivalent("builtin", "F.cross_entropy", _eq_cross_entropy),
+         references=("szegedy2016rethinking", "muller2019when"),
          formula=r"-\sum_k q_k\log p_k,\ q=(1-\epsilon)e_y+\epsilon/C",
          summary="softmax cross-entropy with label smoothing and class weights")
 register(focal_loss, module=FocalLoss, second_order=True,
@@ -1112,6 +1140,7 @@ register(crammer_singer_loss, module=CrammerSingerLoss, second_order=True,
          input_kind="logits", output_range=_POS, properties={"convex", "nonnegative"}, gradient="subgradient",
          reference=_ref_crammer_singer, reference_name="float64 numpy max(0, max_{k≠y}(c+z_k-z_y))",
          sample=_logits_sample(margin=0.7), extreme=_extreme_logits(margin=1.0), errors=(_LABEL_ERR, _DTYPE_ERR),
+         references=("crammer2001algorithmic",),
          formula=r"\max(0,\max_{k\ne y}(c+z_k-z_y))", summary="multiclass SVM hinge (Crammer–Singer)")
 register(weston_watkins_loss, module=WestonWatkinsLoss, second_order=True,
          section="sec-classification-ldr",
@@ -1119,6 +1148,7 @@ register(weston_watkins_loss, module=WestonWatkinsLoss, second_order=True,
          reference=_ref_weston_watkins, reference_name="float64 numpy Σ_{k≠y} max(0, c+z_k-z_y)",
          sample=_logits_sample(margin=0.7), extreme=_extreme_logits(margin=1.0), errors=(_LABEL_ERR, _DTYPE_ERR),
          equivalent=Equivalent("builtin", "C·F.multi_margin_loss(p=1)", _eq_weston_watkins),
+         references=("weston1999support",),
          formula=r"\sum_{k\ne y}\max(0,c+z_k-z_y)", summary="multiclass SVM hinge (Weston–Watkins)")
 register(logit_adjusted_cross_entropy, module=LogitAdjustedCrossEntropyLoss, second_order=True,
          section="sec-classification-la", input_kind="logits", output_range=_POS, properties={"convex", "nonnegative"},
@@ -1434,5 +1464,6 @@ register(linear_cross_entropy, module=LinearCrossEntropyLoss, second_order=True,
                  ErrorCase("NaN bias", lambda s: Sample(s.args, {**s.kwargs, "bias": s.kwargs["bias"] * math.nan}),
                            ValueError, r"bias must be finite or -inf")),
          equivalent=Equivalent("naive", "F.cross_entropy(h @ W.T + b) (materialised)", _eq_linear_ce),
+         references=("wijmans2025cut",),
          formula=r"-\sum_k q_k\log\mathrm{softmax}(Wh+b)_k", rtol=1e-6, atol=1e-8,
          summary="cross-entropy of a linear layer, chunked: never materialises the (N, V) logits")

@@ -144,12 +144,12 @@ def directional_returns(n: int, num_features: int = 5, generator=None) -> tuple[
 
 def transition_matrix(num_classes: int, rate: float, *, kind: str = "symmetric",
                       dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    r"""Class-conditional noise matrix :math:`T_{ij} = P(\tilde y = j \mid y = i)`.
+    r"""Class-conditional noise matrix :math:`M_{ij} = P(\tilde y = j \mid y = i)` (noise rate :math:`\rho`).
 
-    * ``"symmetric"``: keep the label with probability :math:`1-\eta`, otherwise
+    * ``"symmetric"``: keep the label with probability :math:`1-\rho`, otherwise
       flip it to one of the :math:`C-1` *other* classes uniformly:
-      :math:`T = (1-\eta) I + \frac{\eta}{C-1}(\mathbf 1\mathbf 1^\top - I)`.
-    * ``"pairflip"``: :math:`y \to (y+1) \bmod C` with probability :math:`\eta`.
+      :math:`M = (1-\rho) I + \frac{\rho}{C-1}(\mathbf 1\mathbf 1^\top - I)`.
+    * ``"pairflip"``: :math:`y \to (y+1) \bmod C` with probability :math:`\rho`.
 
     Example:
         >>> transition_matrix(3, 0.3, kind="pairflip")
@@ -170,12 +170,12 @@ def transition_matrix(num_classes: int, rate: float, *, kind: str = "symmetric",
 
 def corrupt_labels(y: torch.Tensor, rate: float, *, kind: str = "symmetric", num_classes: int,
                    generator: torch.Generator | None = None, matrix: torch.Tensor | None = None) -> torch.Tensor:
-    r"""Draw noisy labels :math:`\tilde y_i \sim T_{y_i,\cdot}` (a new tensor; ``y`` is untouched).
+    r"""Draw noisy labels :math:`\tilde y_i \sim M_{y_i,\cdot}` (a new tensor; ``y`` is untouched).
 
     ``kind`` selects :func:`transition_matrix`; pass ``matrix`` (``(C, C)``,
     rows summing to 1) for any other class-conditional noise (then ``rate`` and
     ``kind`` are ignored). Each label is corrupted independently, so the
-    realised noise rate is :math:`\eta` only in expectation.
+    realised noise rate is :math:`\rho` only in expectation.
 
     Example:
         >>> y = torch.zeros(10000, dtype=torch.long)
@@ -186,15 +186,15 @@ def corrupt_labels(y: torch.Tensor, rate: float, *, kind: str = "symmetric", num
     V.check_positive_int(num_classes, "num_classes")
     V.check_class_target(y, num_classes)
     if matrix is None:
-        T = transition_matrix(num_classes, rate, kind=kind)
+        M = transition_matrix(num_classes, rate, kind=kind)
     else:
         V.check_floating(matrix, "matrix")
-        T = matrix.detach().double().cpu()
-        if T.shape != (num_classes, num_classes):
-            raise ValueError(f"matrix must have shape ({num_classes}, {num_classes}), got {tuple(T.shape)}")
-        V.check_simplex(T, "matrix")
+        M = matrix.detach().double().cpu()
+        if M.shape != (num_classes, num_classes):
+            raise ValueError(f"matrix must have shape ({num_classes}, {num_classes}), got {tuple(M.shape)}")
+        V.check_simplex(M, "matrix")
     if y.numel() == 0:
         return y.clone()
-    rows = T[y.reshape(-1).cpu()]
+    rows = M[y.reshape(-1).cpu()]
     out = torch.multinomial(rows, 1, generator=generator).squeeze(1)
     return out.reshape(y.shape).to(y.device)

@@ -718,7 +718,7 @@ def log_z_penalty(logits: torch.Tensor, *, coef: float = 1e-4, reduction: str = 
     Args:
         logits: ``(N, C)``; coef: :math:`\lambda \ge 0` (PaLM used :math:`10^{-4}`).
 
-    Reference: Chowdhery et al. (2022), *PaLM: Scaling Language Modeling with Pathways*, Section 5.
+    Reference: Chowdhery et al. (2023), *PaLM: Scaling Language Modeling with Pathways*, JMLR, Section 5.
 
     Example:
         >>> log_z_penalty(torch.zeros(1, 4), coef=1.0)
@@ -878,7 +878,8 @@ class LearnedCanonicalLink(nn.Module):
         V.check_same_device(score=score, weight_logits=self.weight_logits)
         w, s, b = self.components()
         v = to_compute_dtype(score)
-        return (w * torch.sigmoid(s * (v.unsqueeze(-1) - b))).sum(-1).to(score.dtype)
+        # the weights sum to 1 only up to rounding: in float32 the mixture can pass 1 by an ulp
+        return (w * torch.sigmoid(s * (v.unsqueeze(-1) - b))).sum(-1).clamp(0.0, 1.0).to(score.dtype)
 
     def psi(self, score: torch.Tensor) -> torch.Tensor:
         r"""The convex potential :math:`\Psi(v)`."""
@@ -1139,19 +1140,21 @@ _SOFT_OFF_SIMPLEX = ErrorCase("probability target off the simplex",
 register(log_score, module=LogScoreLoss, section="sec-proper-scores", input_kind="probabilities",
          output_range=_POS, properties={"proper", "nonnegative"}, gradient="exact", reference=_ref_log,
          reference_name="float64 scipy -xlogy(e_y, q)", sample=_prob_sample(), extreme=_prob_extreme(),
-         weighted=True, errors=_PROB_ERRORS, second_order=True,
+         weighted=True, errors=_PROB_ERRORS, second_order=True, references=("gneiting2007strictly",),
          equivalent=Equivalent("builtin", "F.nll_loss(log q)", _eq_log_score),
          formula=r"-\log q_y", summary="logarithmic score; Bayes risk = Shannon entropy")
 register(brier_score, module=BrierScoreLoss, section="sec-proper-scores", input_kind="probabilities",
          output_range=(0.0, 2.0), properties={"proper", "nonnegative", "bounded"}, gradient="exact",
          reference=_ref_brier, reference_name="float64 numpy ||q - e_y||^2", sample=_prob_sample(),
          extreme=_prob_extreme(), weighted=True, errors=_PROB_ERRORS, second_order=True,
+         references=("brier1950verification", "gneiting2007strictly"),
          equivalent=Equivalent("builtin", "Σ_k F.mse_loss(q, onehot)", _eq_brier_score),
          formula=r"\|q-e_y\|^2", summary="quadratic score; Bayes risk = Gini entropy")
 register(spherical_score, module=SphericalScoreLoss, section="sec-proper-scores",
          input_kind="probabilities", output_range=(-1.0, 0.0), properties={"proper", "bounded"}, gradient="exact",
          reference=_ref_spherical, reference_name="float64 numpy -q_y/||q||", sample=_prob_sample(),
          extreme=_prob_extreme(), weighted=True, errors=_PROB_ERRORS, second_order=True,
+         references=("gneiting2007strictly",),
          formula=r"-q_y/\|q\|_2", summary="spherical score; Bayes risk = -||η||")
 register(focal_score, module=FocalScoreLoss, section="sec-proper-focal", input_kind="probabilities",
          output_range=_POS, properties={"nonnegative"}, gradient="exact", reference=_ref_focal,
@@ -1167,7 +1170,8 @@ register(fenchel_young_loss, module=FenchelYoungLoss, section="sec-proper-fy", i
          output_range=_POS, properties={"convex", "nonnegative", "classification-calibrated"}, gradient="exact",
          reference=_ref_entmax_loss, reference_name="entmax.entmax_bisect_loss (float64)",
          sample=logits_sample(scale=1.5, regularizer="tsallis", alpha=1.3), extreme=_logit_extreme(regularizer="tsallis"),
-         weighted=True, second_order=True, references=("martins2016softmax",),
+         weighted=True, second_order=True,
+         references=("blondel2020learning", "martins2016softmax", "peters2019sparse"),
          equivalent=Equivalent("peer", "entmax.entmax_bisect_loss", _eq_fenchel_young_loss, requires="entmax"),
          errors=(ErrorCase("unknown regularizer", _bad_kwarg(regularizer="renyi"), ValueError,
                            r"regularizer must be one of 'shannon'"),
@@ -1180,7 +1184,8 @@ register(fenchel_young_loss, module=FenchelYoungLoss, section="sec-proper-fy", i
 register(sparsemax_loss, module=SparsemaxLoss, section="sec-proper-fy", input_kind="logits",
          output_range=_POS, properties={"convex", "nonnegative", "classification-calibrated"}, gradient="exact",
          reference=_ref_sparsemax_loss, reference_name="entmax.sparsemax_loss (float64)", sample=logits_sample(scale=1.5),
-         extreme=_logit_extreme(), weighted=True, second_order=True, references=("martins2016softmax",),
+         extreme=_logit_extreme(), weighted=True, second_order=True,
+         references=("martins2016softmax", "blondel2020learning"),
          equivalent=Equivalent("peer", "entmax.sparsemax_loss", _eq_sparsemax_loss, requires="entmax"),
          errors=(_NAN_LOGITS, _SOFT_OFF_SIMPLEX, _BAD_LABEL),
          formula=r"\tfrac12\|p-e_k\|^2+[\tau(z)-z_k]_+,\ p=\mathrm{sparsemax}(z)",
@@ -1209,7 +1214,7 @@ register(z_loss, module=ZLoss, section="sec-proper-spherical", input_kind="logit
          summary="shift- and scale-invariant spherical loss")
 register(log_z_penalty, module=None, section="sec-proper-spherical", input_kind="logits-only",
          output_range=_POS, properties={"nonnegative"}, gradient="exact", reference=_ref_log_z,
-         reference_name="float64 scipy coef·logsumexp²", second_order=True,
+         reference_name="float64 scipy coef·logsumexp²", second_order=True, references=("chowdhery2023palm",),
          sample=lambda g, dt, dev: Sample(((torch.randn(6, 4, generator=g, dtype=torch.float64) * 2).to(dt).to(dev),),
                                           {"coef": 0.1}),
          extreme=lambda g, dt, dev: Sample((torch.tensor([[1e4, -1e4], [0.0, 0.0]], dtype=dt, device=dev),),

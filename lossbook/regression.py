@@ -1164,7 +1164,7 @@ register(quantile_loss, module=QuantileLoss, section="sec-regression-quantile", 
                            r"quantiles must be a sequence of levels or a 1-D tensor"),
                  ErrorCase("levels not a sequence", _bad_kwarg(quantiles=0.5), TypeError,
                            r"quantiles must be a sequence of levels or a 1-D tensor, got float")),
-         references=("koenker1978regression",),
+         references=("koenker1978regression", "gneiting2011making"),
          formula=r"\max(\tau u,(\tau-1)u),\ u=y-\hat y_\tau", summary="pinball loss; minimiser is the τ-quantile")
 register(msle_loss, module=MSLELoss, section="sec-regression-transformed", input_kind="regression",
          output_range=_POS, properties={"nonnegative"}, gradient="exact",

@@ -128,7 +128,7 @@ def mae_prob_loss(input: torch.Tensor, target: torch.Tensor, *, reduction: str =
     r"""MAE between the one-hot label and the softmax: :math:`\|e_y - p\|_1 = 2(1 - p_y)`.
 
     Symmetric — :math:`\sum_k \ell(z, k) = 2(C-1)` for every :math:`z` — hence
-    tolerant to symmetric label noise with :math:`\eta < (C-1)/C`, and bounded
+    tolerant to symmetric label noise of rate :math:`\rho < (C-1)/C`, and bounded
     in :math:`[0, 2]`; but it underfits, because its gradient
     :math:`-2p_y(e_y - p)` vanishes on hard samples. (Not the regression MAE.)
     :math:`1-p_y` is ``-expm1(log p_y)``, with :math:`\log p_y` from the fused cross-entropy
@@ -489,11 +489,11 @@ def aldr_kl_loss(input: torch.Tensor, target: torch.Tensor, lam: torch.Tensor, *
     r"""Adaptive LDR-KL loss for given per-sample temperatures :math:`\lambda_i` (the stateless part of :class:`ALDRKLLoss`).
 
     .. math::
-        \ell_i = \lambda_i \log\frac1C\sum_k e^{(\delta_{k,y_i} + \tilde z_{ik} - \tilde z_{iy_i})/\lambda_i}
+        \ell_i = \lambda_i \log\frac1C\sum_k e^{(c\,\mathbb 1[k\ne y_i] + \tilde z_{ik} - \tilde z_{iy_i})/\lambda_i}
                  - \frac{\alpha\log C}{2\lambda_0}(\lambda_i - \lambda_0)^2
 
     with :math:`\tilde z = z/s`, :math:`s = \max(\|z\|_1/C,\ 10^{-2})`, and
-    :math:`\delta_{k,y} = c\,\mathbb 1[k\ne y]` (``margin``). The second term
+    the margin :math:`c` (``margin``). The second term
     does not depend on the logits; it is kept so the value matches the official
     code (``ALDRLoss_V1``), against which this formula was checked. Use
     :class:`ALDRKLLoss` for training: it updates :math:`\lambda_i` with
@@ -803,10 +803,10 @@ def pgd_attack(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y
                generator: torch.Generator | None = None) -> torch.Tensor:
     r"""Projected gradient ascent on ``loss_fn(model(x'), y)`` within :math:`B_\epsilon(x)\cap[\text{clamp}]`.
 
-    .. math:: x^{k+1} = \Pi_{B_\epsilon(x)\cap[0,1]^d}\big(x^k + \alpha\,\mathrm{sign}\,\nabla_x\ell(f(x^k), y)\big)
+    .. math:: x^{(j+1)} = \Pi_{B_\epsilon(x)\cap[0,1]^d}\big(x^{(j)} + s\,\mathrm{sign}\,\nabla_x\ell(f(x^{(j)}), y)\big)
 
-    (for ``norm="l2"`` the step is along the normalised gradient and the
-    projection rescales onto the :math:`\ell_2` ball). ``random_start`` draws
+    with the step size :math:`s` (``step_size``); for ``norm="l2"`` the step is along the normalised
+    gradient and the projection rescales onto the :math:`\ell_2` ball. ``random_start`` draws
     the start uniformly from the :math:`\ell_\infty` ball (or a scaled Gaussian
     direction for :math:`\ell_2`) with ``generator``. Gradients are taken with
     :func:`torch.autograd.grad` with respect to the input only, so the model's

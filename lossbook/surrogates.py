@@ -12,7 +12,7 @@ ensembles (:func:`sample_calibrated_derivative`,
 view of boosting (:func:`boosting_targets`) and the Levin-tree-search loss
 (:func:`lts_loss`).
 
-Conventions: a *margin* is :math:`z = y f(x)` with :math:`y \in \{-1, +1\}`;
+Conventions: a *margin* is :math:`m = y f(x)` with :math:`y \in \{-1, +1\}`;
 multiclass ``logits`` have shape ``(N, C)`` and ``target`` is either int64
 class indices ``(N,)`` or class probabilities ``(N, C)``.
 """
@@ -99,30 +99,34 @@ def _check_kind(kind: str) -> None:
 
 def margin_loss(margin: torch.Tensor, *, kind: str = "logistic", weight: torch.Tensor | None = None,
                 reduction: str = "mean") -> torch.Tensor:
-    r"""A binary margin surrogate :math:`\phi(z)` of the 0-1 loss :math:`\mathbb 1[z \le 0]`, with :math:`z = y f(x)`.
+    r"""A binary margin surrogate :math:`\phi(m)` of the 0-1 loss :math:`\mathbb 1[m \le 0]`, with :math:`m = y f(x)`.
 
     .. math::
         \begin{array}{ll}
-        \text{hinge} & \max(0, 1-z) \\
-        \text{logistic} & \log(1+e^{-z}) \\
-        \text{exponential} & e^{-z} \\
-        \text{squared\_hinge} & \max(0, 1-z)^2 \\
-        \text{squared} & (1-z)^2 \\
-        \text{modified\_huber} & \max(0,1-z)^2 \text{ if } z \ge -1 \text{ else } -4z \\
-        \text{sigmoid} & 1 - \tanh z \\
-        \text{savage} & (1+e^{z})^{-2}
+        \mathrm{hinge} & \max(0, 1-m) \\
+        \mathrm{logistic} & \log(1+e^{-m}) \\
+        \mathrm{exponential} & e^{-m} \\
+        \mathrm{squared\ hinge} & \max(0, 1-m)^2 \\
+        \mathrm{squared} & (1-m)^2 \\
+        \mathrm{modified\ Huber} & \max(0,1-m)^2 \text{ if } m \ge -1 \text{ else } -4m \\
+        \mathrm{sigmoid} & 1 - \tanh m \\
+        \mathrm{Savage} & (1+e^{m})^{-2}
         \end{array}
 
+    The ``kind`` names are ``"hinge"``, ``"logistic"``, ``"exponential"``,
+    ``"squared_hinge"``, ``"squared"``, ``"modified_huber"``, ``"sigmoid"`` and
+    ``"savage"``.
+
     All eight are classification-calibrated; the first six are convex. The
-    logistic loss is computed as ``softplus(-z)``, the sigmoid loss as
-    :math:`2\sigma(-2z)` and the Savage loss as :math:`\sigma(-z)^2`, so that
-    none overflows or cancels for large :math:`|z|` (the exponential loss
-    itself overflows for :math:`z < -88` in float32: that is the loss, not the
+    logistic loss is computed as ``softplus(-m)``, the sigmoid loss as
+    :math:`2\sigma(-2m)` and the Savage loss as :math:`\sigma(-m)^2`, so that
+    none overflows or cancels for large :math:`|m|` (the exponential loss
+    itself overflows for :math:`m < -88` in float32: that is the loss, not the
     numerics). The mean logistic margin loss equals
     :func:`torch.nn.functional.soft_margin_loss`.
 
     Args:
-        margin: margins :math:`z = y f(x)`, any shape, floating point.
+        margin: margins :math:`m = y f(x)`, any shape, floating point.
         kind: one of :data:`MARGIN_KINDS`.
         weight: optional non-negative weights broadcastable to ``margin``.
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
@@ -229,14 +233,14 @@ def psi_transform(kind: str, theta: torch.Tensor) -> torch.Tensor:
 
     .. math::
         \begin{array}{ll}
-        \text{hinge, sigmoid} & |\theta| \\
-        \text{exponential} & 1 - \sqrt{1-\theta^2} \\
-        \text{logistic} & \tfrac{1+\theta}2\log(1+\theta) + \tfrac{1-\theta}2\log(1-\theta) \\
-        \text{squared, squared\_hinge, modified\_huber} & \theta^2 \\
-        \text{savage} & \theta^2/4
+        \mathrm{hinge,\ sigmoid} & |\theta| \\
+        \mathrm{exponential} & 1 - \sqrt{1-\theta^2} \\
+        \mathrm{logistic} & \tfrac{1+\theta}2\log(1+\theta) + \tfrac{1-\theta}2\log(1-\theta) \\
+        \mathrm{squared,\ squared\ hinge,\ modified\ Huber} & \theta^2 \\
+        \mathrm{Savage} & \theta^2/4
         \end{array}
 
-    (natural logarithms). Derived in Chapter 1 of the book and checked there
+    (natural logarithms; :math:`\theta = 2\eta - 1`). Derived in Chapter 1 of the book and checked there
     against :func:`calibration_function`.
 
     Example:
@@ -307,22 +311,23 @@ def comp_sum_loss(logits: torch.Tensor, target: torch.Tensor, *, tau: float = 1.
     r"""Comp-sum loss :math:`\ell_\tau` of Mao, Mohri & Zhong (2023), computed in log space.
 
     .. math::
-        \ell_\tau(h, x, y) = \Phi^\tau\Big(\sum_{y' \ne y} e^{h_{y'} - h_y}\Big), \quad
+        \ell_\tau(z, y) = \Phi^\tau\Big(\sum_{k \ne y} e^{z_k - z_y}\Big), \quad
         \Phi^\tau(u) = \begin{cases} \frac{(1+u)^{1-\tau} - 1}{1-\tau} & \tau \ne 1 \\
         \log(1+u) & \tau = 1 \end{cases}
 
-    Since :math:`1 + u = 1/p_y` with :math:`p = \mathrm{softmax}(h)`,
+    Here :math:`z` are the logits. Since :math:`1 + u = 1/p_y` with :math:`p = \mathrm{softmax}(z)`,
     :math:`\ell_\tau = \frac{1 - p_y^{\tau-1}}{\tau - 1}`: the generalized
     cross-entropy (GCE) with :math:`q = \tau - 1`. Special cases:
-    :math:`\tau = 0` is the sum-exponential loss :math:`\sum_{y'\ne y}e^{h_{y'}-h_y}`,
+    :math:`\tau = 0` is the sum-exponential loss :math:`\sum_{k\ne y}e^{z_k-z_y}`,
     :math:`\tau = 1` cross-entropy, :math:`\tau = 2` is :math:`1 - p_y`
     (half the MAE between :math:`p` and :math:`e_y`). We evaluate
     :math:`-\operatorname{expm1}((\tau-1)\log p_y)/(\tau-1)` with
     ``log_softmax``, which is exact near :math:`\tau = 1` and never forms
     :math:`p_y` itself. For :math:`\tau < 1` the loss grows like
     :math:`p_y^{-(1-\tau)}` and can overflow for hopeless logits: that is the
-    loss. A probability target :math:`q` (on the simplex, checked) gives
-    :math:`\sum_y q_y \ell_\tau(h, x, y)`. ``-inf`` logits mask classes: loss
+    loss. A probability target :math:`t` (on the simplex, checked) gives
+    :math:`\sum_y t_y \ell_\tau(z, y)`. :math:`\tau` is the comp-sum parameter,
+    not a quantile level or a temperature. ``-inf`` logits mask classes: loss
     and gradient stay finite as with :func:`torch.nn.functional.cross_entropy`.
     ``tau`` may be a 0-d tensor (a module twin's buffer; a branch-free path).
 
@@ -368,12 +373,12 @@ def comp_sum_loss(logits: torch.Tensor, target: torch.Tensor, *, tau: float = 1.
 
 @dataclasses.dataclass(frozen=True)
 class CalibratedDerivative:
-    r"""A random loss derivative :math:`g(z) = -c\,\sigma(-a(z-b))` with :math:`a, c > 0`.
+    r"""A random loss derivative :math:`g(m) = -c\,\sigma(-a(m-b))` of the margin :math:`m`, with :math:`a, c > 0`.
 
     Non-decreasing (its loss is convex) with :math:`g(0) = -c\,\sigma(ab) < 0`
     (calibrated): the CC conditions of EnsLoss in derivative form. Its loss,
     the antiderivative that vanishes at :math:`+\infty`, is the shifted and
-    scaled logistic loss :math:`\phi(z) = \tfrac{c}{a}\,\mathrm{softplus}(-a(z-b))`;
+    scaled logistic loss :math:`\phi(m) = \tfrac{c}{a}\,\mathrm{softplus}(-a(m-b))`;
     :math:`a = c = 1, b = 0` is the logistic loss.
     """
 
@@ -411,9 +416,9 @@ def sample_calibrated_derivative(generator: torch.Generator | None = None) -> Ca
 
 def ensloss_margin_surrogate(margins: torch.Tensor, derivative_fn: Callable[[torch.Tensor], torch.Tensor], *,
                              reduction: str = "mean") -> torch.Tensor:
-    r"""Gradient surrogate :math:`\tilde L = \frac1n\sum_i \mathrm{sg}[g(z_i)]\, z_i` (sg = stop-gradient).
+    r"""Gradient surrogate :math:`\tilde L = \frac1n\sum_i \mathrm{sg}[g(m_i)]\, m_i` of margins :math:`m_i` (sg = stop-gradient).
 
-    Its *gradient* is :math:`\frac1n\sum_i g(z_i)\nabla z_i`, the gradient of
+    Its *gradient* is :math:`\frac1n\sum_i g(m_i)\nabla m_i`, the gradient of
     the loss whose derivative is :math:`g`; its *value* means nothing. That is
     why this function is not in the registry (the generic suite checks
     values). EnsLoss (Dai et al., 2024) draws a new :math:`g` at every step.
@@ -679,6 +684,7 @@ register(margin_loss, module=MarginLoss, section="sec-surrogates-risk", input_ki
          reference=_ref_margin, reference_name="float64 numpy logaddexp(0, -z)", sample=_margin_sample(),
          extreme=_margin_extreme, weighted=True, second_order=True,
          equivalent=Equivalent("builtin", "F.soft_margin_loss(z, 1)", _eq_margin_loss),
+         references=("bartlett2006convexity", "zhang2004statistical", "masnadi2008design"),
          errors=(ErrorCase("unknown kind", _bad_kwarg(kind="cubic"), ValueError, r"kind must be one of 'hinge'"),
                  ErrorCase("integer margins", _swap(0, lambda z: z.long()), TypeError,
                            r"margin must be a floating-point tensor"),
@@ -700,7 +706,7 @@ register(comp_sum_loss, module=CompSumLoss, section="sec-surrogates-compsum", in
          output_range=_POS, properties={"nonnegative", "classification-calibrated"}, gradient="exact",
          reference=_ref_comp_sum, reference_name="float64 Φ^τ(Σ_{y'≠y} exp(h_y' - h_y)) (Mao et al. 2023)",
          sample=logits_sample(scale=1.5, tau=0.5), extreme=_comp_sum_extreme, weighted=True, second_order=True,
-         references=("mao2023crossentropy",),
+         references=("mao2023crossentropy", "zhang2018generalized", "ghosh2017robust"),
          errors=(ErrorCase("negative tau", _bad_kwarg(tau=-1.0), ValueError, r"tau must be a finite number >= 0"),
                  ErrorCase("NaN tau", _bad_kwarg(tau=math.nan), ValueError, r"tau must be a finite number >= 0"),
                  ErrorCase("infinite tau", _bad_kwarg(tau=math.inf), ValueError, r"tau must be a finite number >= 0"),

@@ -161,3 +161,84 @@ def test_checked_solution_is_folded_and_opens_on_click(browser, server, chapter)
     browser.execute_script("window._lbSolution.querySelector('.toggle-button, .admonition-title').click();")
     text = browser.execute_script("return window._lbSolution.innerText")
     assert "checks passed" in text and "FAIL" not in text.split("check_loss:")[-1], text[-400:]
+
+
+# --------------------------------------------------------------------------- issue 14: what a reader sees
+
+SEARCH_FIELDS = (
+    "return [...document.querySelectorAll("
+    "  'input[type=search], .search-button-field, form.bd-search, .bd-search')]"
+    ".filter(e => !e.closest('.search-button__wrapper, .bd-search-modal, dialog'))"  # the pop-up dialog
+    ".filter(e => { const r = e.getBoundingClientRect(), s = getComputedStyle(e);"
+    "  return r.width > 0 && r.height > 0 && s.visibility !== 'hidden' && s.display !== 'none'; })"
+    ".map(e => e.outerHTML.slice(0, 120))"
+)
+
+
+@pytest.mark.parametrize("page", ["index.html", "book/regression.html", "book/status.html"])
+def test_one_search_box(browser, server, page):
+    load(browser, server, page)
+    fields = browser.execute_script(SEARCH_FIELDS)
+    assert len(fields) == 1, f"{page}: {len(fields)} search boxes: {fields}"
+
+
+def test_launch_buttons_only_on_notebook_pages(browser, server):
+    launch = "return !!document.querySelector('.dropdown-launch-buttons, [aria-label*=\"Launch\"]')"
+    load(browser, server, "book/regression.html")
+    assert browser.execute_script(launch), "a chapter notebook has no launch button"
+    for page in ("book/status.html", "book/api.html", "index.html"):
+        load(browser, server, page)
+        assert not browser.execute_script(launch), f"{page} is not a notebook but shows launch buttons"
+
+
+def test_performance_legend_shows_the_bars_colours(browser, server):
+    from test_notebook_files import legend_and_bar_colours
+
+    load(browser, server, "book/performance.html")
+    svg = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "const img = [...document.querySelectorAll('main img')]"
+        "  .find(i => /\\/_images\\/.*\\.svg$|^data:image\\/svg/.test(i.src));"
+        "if (!img) { done(null); return; }"
+        "fetch(img.src).then(r => r.text()).then(done, () => done(null));"
+    )
+    assert svg, "the performance appendix shows no SVG figure"
+    legend, bars = legend_and_bar_colours(svg)
+    assert len(set(legend.values())) == 4 and bars == set(legend.values()), (legend, bars)
+
+
+def test_performance_table_fits_a_phone(browser, server):
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": 390, "height": 844, "deviceScaleFactor": 3, "mobile": True})
+    try:
+        load(browser, server, "book/performance.html")
+        found = browser.execute_script(
+            "const t = document.querySelector('.lb-perf-table');"
+            "if (!t) return null;"
+            "t.scrollIntoView();"
+            "const boxes = [t, ...[t.closest('.output'), t.closest('.cell_output')].filter(Boolean)];"
+            "return {overflow: boxes.map(b => b.scrollWidth - b.clientWidth),"
+            "        right: t.getBoundingClientRect().right, viewport: window.innerWidth,"
+            "        table: t.querySelector('table').getBoundingClientRect().width};"
+        )
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    assert found is not None, "no compact results table (.lb-perf-table) on the performance page"
+    assert max(found["overflow"]) <= 1, f"the table scrolls sideways at 390 px: {found}"
+    assert found["right"] <= found["viewport"] + 1, f"the table runs past the screen: {found}"
+
+
+def test_api_math_has_no_literal_backslash(browser, server):
+    load(browser, server, "book/api.html")
+    texts = browser.execute_script(
+        "if (!(window.MathJax && MathJax.startup && MathJax.startup.document)) return null;"
+        "const out = [];"
+        "for (const item of MathJax.startup.document.math) {"
+        "  const mml = MathJax.startup.toMML(item.root);"
+        "  for (const m of mml.matchAll(/<mtext[^>]*>([^<]*)<\\/mtext>/g)) out.push(m[1]);"
+        "}"
+        "return out;"
+    )
+    assert texts is not None, "MathJax did not typeset the API page"
+    bad = sorted({t for t in texts if "\\" in t})
+    assert bad == [], f"rendered math on the API page shows a literal backslash: {bad}"

@@ -271,6 +271,45 @@ def test_ldr_softplus_mean_transform():
                                C.ldr_kl_loss(zt, y, lam=0.5, margin=1.0))
 
 
+@pytest.mark.parametrize("lam", [0.05, 1.0, 50.0])
+@pytest.mark.parametrize("margin", [0.0, 2.0])
+def test_ldr_softplus_mean_is_bounded_for_any_logit_scale(lam, margin):
+    # normalised scores s_k > 0 with mean 1: the loss lies in (1 - C, c + C) for c >= 0,
+    # while the loss of the raw logits grows with their scale
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(64, 5, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 5, (64,), generator=g)
+    for scale in (1.0, 1e2, 1e4):
+        got = C.ldr_kl_loss(scale * z, y, lam=lam, margin=margin, logit_transform="softplus_mean",
+                            reduction="none")
+        assert (got > 1 - 5).all() and (got < margin + 5).all()
+    raw = C.ldr_kl_loss(1e4 * z, y, lam=lam, margin=margin, reduction="none")
+    assert float(raw.max()) > 1e3
+
+
+def test_ldr_softplus_mean_gradients_are_exact_and_finite_at_underflow():
+    g = torch.Generator().manual_seed(4)
+    z = torch.randn(6, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 4, (6,), generator=g)
+    assert torch.autograd.gradcheck(
+        lambda x: C.ldr_kl_loss(x, y, lam=0.7, margin=1.0, logit_transform="softplus_mean"), (z,))
+    # a row whose softplus values all underflow (0/0 written naively) and one of huge logits
+    for dtype in (torch.float32, torch.float64):
+        zz = torch.tensor([[-1e4, -2e4, -1e4 + 1.0], [1e4, -1e4, 0.0]], dtype=dtype, requires_grad=True)
+        out = C.ldr_kl_loss(zz, torch.tensor([0, 2]), lam=1.0, margin=1.0,
+                            logit_transform="softplus_mean", reduction="sum")
+        (grad,) = torch.autograd.grad(out, zz)
+        assert torch.isfinite(out) and torch.isfinite(grad).all()
+    # the log-space branch agrees with the direct formula where both are representable
+    z64 = torch.tensor([[-100.0, -101.0, -99.0]], dtype=torch.float64)
+    sp = F.softplus(z64)
+    torch.testing.assert_close(C.ldr_kl_loss(z64, torch.tensor([1]), logit_transform="softplus_mean"),
+                               C.ldr_kl_loss(z64.float(), torch.tensor([1]),
+                                             logit_transform="softplus_mean").double(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(C.ldr_kl_loss(z64, torch.tensor([1]), logit_transform="softplus_mean"),
+                               C.ldr_kl_loss(sp / sp.mean(1, keepdim=True), torch.tensor([1])))
+
+
 @pytest.mark.crosscheck
 def test_crammer_singer_matches_sklearn_hinge():
     from sklearn.metrics import hinge_loss
@@ -819,3 +858,25 @@ def test_review_extreme_logits_match_float64(name):
     zs = z.double() - z.double().amax(1, keepdim=True)
     want = torch.as_tensor(get(name).reference(zs, y, **kw), dtype=torch.float64)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_registered_references_are_bib_keys_of_the_papers_implemented():
+    import pathlib
+
+    from lossbook.registry import get
+    bib = (pathlib.Path(__file__).parents[1] / "book" / "references.bib").read_text()
+    want = {
+        "cross_entropy": {"szegedy2016rethinking", "muller2019when"},
+        "focal_loss": {"lin2017focal"},
+        "ldr_kl_loss": {"zhu2023label"},
+        "crammer_singer_loss": {"crammer2001algorithmic"},
+        "weston_watkins_loss": {"weston1999support"},
+        "logit_adjusted_cross_entropy": {"menon2021longtail"},
+        "rescaled_square_loss": {"hui2021evaluation"},
+        "squentropy_loss": {"hui2023cut"},
+        "linear_cross_entropy": {"wijmans2025cut"},
+    }
+    for name, keys in want.items():
+        got = set(get(name).references)
+        assert keys <= got, (name, got)
+        assert all("{" + k + "," in bib for k in got), name

@@ -547,9 +547,13 @@ def test_equivalents_match_and_references_are_bib_keys():
         for reduction in ("none", "mean"):
             want = spec.equivalent.fn(s, reduction)
             torch.testing.assert_close(call(spec, s, reduction=reduction), want.to(D), rtol=1e-5, atol=1e-6)
-    for name in ("focal_score", "sparsemax_loss", "sparse_softmax_loss", "z_loss", "canonical_link_loss"):
+    for name in ("log_score", "brier_score", "spherical_score", "focal_score", "fenchel_young_loss",
+                 "sparsemax_loss", "sparse_softmax_loss", "z_loss", "log_z_penalty", "canonical_link_loss"):
         keys = get(name).references
         assert keys and all("{" + k + "," in bib for k in keys), name
+    assert "brier1950verification" in get("brier_score").references
+    assert "blondel2020learning" in get("fenchel_young_loss").references
+    assert get("log_z_penalty").references == ("chowdhery2023palm",)
 
 
 def test_focal_score_gradient_at_a_certain_prediction_is_its_limit():
@@ -568,3 +572,68 @@ def test_class_index_losses_check_shapes_before_refusing_probability_targets(fn)
         fn(z, torch.zeros(6, 2, dtype=D))
     with pytest.raises(TypeError, match="this loss takes class-index targets"):
         fn(z, torch.full((6, 4), 0.25, dtype=D))
+
+
+# --------------------------------------------------------------------------- the chapter's worked example
+
+
+def test_worked_example_by_hand():
+    # q = (0.5, 0.3, 0.2), y = 0, z = log q: the values the chapter computes by hand
+    q, y = torch.tensor([[0.5, 0.3, 0.2]], dtype=D), torch.tensor([0])
+    z = torch.log(q)
+    assert abs(float(P.brier_score(q, y)) - 0.38) < 1e-12
+    assert abs(float(P.spherical_score(q, y)) + 0.5 / math.sqrt(0.38)) < 1e-12
+    assert abs(float(P.focal_score(q, y, gamma=2.0)) - 0.25 * math.log(2)) < 1e-12
+    assert abs(float(P.fenchel_young_loss(z, y)) - math.log(2)) < 1e-12
+    assert abs(float(P.sparse_softmax_loss(z, y, k=2)) - math.log(1.6)) < 1e-12
+    assert float(P.log_z_penalty(z, coef=1.0)) < 1e-24
+    tau = (math.log(0.5) + math.log(0.3) - 1) / 2  # support {0, 1}
+    want = torch.tensor([math.log(0.5) - tau, math.log(0.3) - tau, 0.0], dtype=D)
+    torch.testing.assert_close(P.sparsemax(z)[0], want)
+    by_hand = -math.log(0.5) + 0.5 * sum(math.log(v) ** 2 - tau**2 for v in (0.5, 0.3)) + 0.5
+    assert abs(float(P.sparsemax_loss(z, y)) - by_hand) < 1e-12
+
+
+def test_sparsemax_loss_closed_form_and_zero_condition():
+    z, y = _logits(n=200, c=6, seed=3)
+    p = P.sparsemax(z)
+    tau = ((z - p) * (p > 0)).sum(-1) / (p > 0).sum(-1)  # p = z - tau on the support
+    by_hand = -z.gather(1, y[:, None])[:, 0] + 0.5 * torch.where(p > 0, z**2 - tau[:, None] ** 2, 0).sum(-1) + 0.5
+    torch.testing.assert_close(by_hand, P.sparsemax_loss(z, y, reduction="none"))
+    zero = P.sparsemax_loss(z, y, reduction="none") < 1e-12
+    rest = z.scatter(1, y[:, None], -math.inf).max(-1).values
+    assert torch.equal(zero, z.gather(1, y[:, None])[:, 0] >= 1 + rest) and zero.any() and not zero.all()
+
+
+def test_canonical_link_loss_scales_with_the_score_and_link():
+    # v -> cv, b -> cb, s -> s/c keeps every probability and multiplies the loss by c
+    g = torch.Generator().manual_seed(0)
+    v, t = torch.randn(16, generator=g, dtype=D), (torch.rand(16, generator=g) > 0.5).to(D)
+    w, s, b = (torch.tensor([0.2, 0.5, 0.3], dtype=D), torch.tensor([0.5, 1.0, 3.0], dtype=D),
+               torch.tensor([-1.0, 0.0, 2.0], dtype=D))
+    base = P.canonical_link_loss(v, t, weights=w, slopes=s, biases=b, reduction="none")
+    for c in (0.5, 0.01, 7.0):
+        scaled = P.canonical_link_loss(c * v, t, weights=w, slopes=s / c, biases=c * b, reduction="none")
+        torch.testing.assert_close(scaled, c * base)
+
+
+def test_focal_minimiser_is_nearly_a_logit_scaling_at_gamma_2():
+    # the chapter's exercise: logit q* / logit eta is about 0.37 for eta in [0.6, 0.95]
+    def fs(q, t, reduction):
+        return P.focal_score(q, t, gamma=2.0, reduction=reduction)
+
+    ratios = []
+    for eta in (0.6, 0.7, 0.8, 0.9, 0.95):
+        q = float(P.expected_score_minimizer(fs, torch.tensor([eta, 1 - eta], dtype=D))[0])
+        ratios.append(math.log(q / (1 - q)) / math.log(eta / (1 - eta)))
+    assert 0.36 < min(ratios) and max(ratios) < 0.38
+
+
+def test_learned_link_probabilities_stay_in_the_unit_interval_in_float32():
+    # K weights on the simplex sum to 1 only up to rounding: saturated sigmoids must not give p > 1
+    torch.manual_seed(0)
+    link = P.LearnedCanonicalLink(8)
+    with torch.no_grad():
+        link.weight_logits.normal_(0, 3)
+        prob = link(torch.linspace(-1e4, 1e4, 20001))
+    assert float(prob.min()) >= 0.0 and float(prob.max()) <= 1.0

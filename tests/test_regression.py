@@ -692,3 +692,32 @@ def test_registry_records_equivalents_and_references():
         s = draw(spec)
         for red in ("mean", "none"):
             torch.testing.assert_close(spec.equivalent.fn(s, red), call(spec, s, reduction=red))
+
+
+# --------------------------------------------------------------------------- the chapter's worked example
+
+
+def test_worked_example_by_hand():
+    """The five residuals of the chapter's worked example, with the entries computed by hand."""
+    r = torch.tensor([-3.0, -0.5, 0.0, 0.5, 3.0], **f64)
+    y = torch.full_like(r, 3.0)
+    p = y + r
+    huber = R.huber_loss(p, y, delta=1.0, reduction="none")
+    assert float(huber[4]) == 2.5 and float(huber[1]) == 0.125
+    pinball = R.quantile_loss(p[:, None], y, quantiles=[0.9], reduction="none")[:, 0]
+    torch.testing.assert_close(pinball, torch.tensor([2.7, 0.45, 0.0, 0.05, 0.3], **f64))
+    smape = R.smape(p, y, reduction="none")
+    torch.testing.assert_close(smape[[0, 4]], torch.tensor([2.0, 2 / 3], **f64))
+    msle = R.msle_loss(p, y, reduction="none")
+    torch.testing.assert_close(msle[[0, 4]], torch.tensor([math.log(4) ** 2, math.log(7 / 4) ** 2], **f64))
+    torch.testing.assert_close(R.madl_loss(p, y, reduction="none"), -torch.sign(p) * y)
+
+
+@settings(max_examples=40, deadline=None)
+@given(residuals, deltas, st.floats(0.01, 1000.0))
+def test_huber_and_pseudo_huber_scale_with_delta(r, delta, c):
+    """Changing the units: l_{c delta}(c r) = c^2 l_delta(r) (the chapter's units exercise)."""
+    for loss in (R.huber_loss, R.pseudo_huber_loss):
+        scaled = loss(c * r, zeros_like(r), delta=c * delta, reduction="none")
+        torch.testing.assert_close(scaled, c**2 * loss(r, zeros_like(r), delta=delta, reduction="none"),
+                                   rtol=1e-9, atol=1e-9 * c**2)

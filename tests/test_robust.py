@@ -515,3 +515,49 @@ def test_model_losses_validate_and_reduce():
             fn(model, x, y, eps=math.nan)
     with pytest.raises(ValueError, match=r"target class indices must lie in \[0, 2\]"):
         R.pgd_attack(model, x, y - 1, steps=1)
+
+
+# --------------------------------------------------------------------------- the chapter's worked example
+
+
+@given(st.integers(0, 2**31 - 1))
+@settings(max_examples=25, deadline=None)
+def test_nce_charges_a_wrong_label_what_ce_charges(seed):
+    """NCE(z, k) / NCE(z, y) = CE(z, k) / CE(z, y): the normaliser does not depend on the label."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(16, 7, generator=g, dtype=torch.float64) * 3
+    y, k = torch.randint(0, 7, (2, 16), generator=g)
+    nce = lambda t: R.normalized_ce_loss(z, t, reduction="none")  # noqa: E731
+    ce = lambda t: F.cross_entropy(z, t, reduction="none")  # noqa: E731
+    torch.testing.assert_close(nce(k) / nce(y), ce(k) / ce(y))
+
+
+def test_noisy_risk_is_affine_in_the_clean_risk_only_for_a_symmetric_loss():
+    """Exact noisy risk under symmetric noise: MAE keeps the order of two predictors, CE does not."""
+    C, rho = 10, 0.4
+    M = R.transition_matrix(C, rho).double()
+    y = torch.arange(C).repeat(3)
+
+    def risks(fn, scale):
+        z = scale * F.one_hot(y, C).double()
+        per_label = torch.stack([fn(z, torch.full_like(y, k), reduction="none") for k in range(C)], 1)
+        clean = per_label.gather(1, y[:, None]).mean()
+        noisy = (M[y] * per_label).sum(1).mean()
+        K = per_label.sum(1).mean()
+        torch.testing.assert_close(noisy, rho * K / (C - 1) + (1 - rho * C / (C - 1)) * clean)
+        return float(clean), float(noisy)
+
+    (mc5, mn5), (mc1, mn1) = risks(R.mae_prob_loss, 5.0), risks(R.mae_prob_loss, 1.0)
+    assert mc5 < mc1 and mn5 < mn1
+    (cc5, cn5), (cc1, cn1) = risks(F.cross_entropy, 5.0), risks(F.cross_entropy, 1.0)
+    assert cc5 < cc1 and cn5 > cn1
+
+
+def test_smooth_adv_comp_sum_on_the_identity_model_has_a_closed_form():
+    """With f(x) = x and C = 3, PGD on the centred change reaches a box corner of norm eps*sqrt(8/3)."""
+    z = torch.tensor([[2.0, 0.0, -1.0]], dtype=torch.float64)
+    y = torch.tensor([0])
+    eps = 0.5
+    loss = R.smooth_adv_comp_sum_loss(torch.nn.Identity(), z, y, tau=1.0, nu=1.0, eps=eps, step_size=0.25,
+                                      steps=10, clamp=None, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(loss, F.cross_entropy(z, y) + eps * math.sqrt(8 / 3))

@@ -354,7 +354,8 @@ def test_margin_loss_equivalent_matches_and_kinds_are_checked():
     for reduction in ("none", "mean"):
         torch.testing.assert_close(call(spec, s, reduction=reduction), spec.equivalent.fn(s, reduction))
     assert spec.equivalent.fn(_with_kind(s, "hinge"), "mean") is None
-    assert get("comp_sum_loss").references == ("mao2023crossentropy",)
+    assert get("comp_sum_loss").references == ("mao2023crossentropy", "zhang2018generalized", "ghosh2017robust")
+    assert get("margin_loss").references == ("bartlett2006convexity", "zhang2004statistical", "masnadi2008design")
 
 
 def _with_kind(s, kind):

@@ -175,26 +175,63 @@ class LossCardsDirective(_RstDirective):
         return lines
 
 
+STATUS_ORDER = ("treated", "mentioned", "not yet written")
+
+
+def seed_paper_status(paper: dict, implemented: dict[str, list[str]]) -> str:
+    """``treated``, ``mentioned`` or ``not yet written``, for one entry of ``seed_papers.yml``.
+
+    A paper is *treated* when its chapter is written and either a registered loss implements it
+    (its record's ``references``) or the chapter has a section on it (role ``core`` or
+    ``section-R``); *mentioned* when its chapter is written and cites it in a sidebar or a case
+    study (role ``weak``); *not yet written* while its chapter is planned.
+    """
+    _, page = BY_NUMBER[paper["chapter"]]
+    if page is None:
+        return "not yet written"
+    if implemented.get(paper["key"]) or paper["role"] in ("core", "section-R"):
+        return "treated"
+    return "mentioned"
+
+
 class SeedPapersDirective(_RstDirective):
-    """Every seed paper, with the chapter that treats it (or will), from ``book/seed_papers.yml``."""
+    """Every seed paper, by chapter, with whether the book treats it, mentions it, or will
+    (``book/seed_papers.yml``; the status rule is :func:`seed_paper_status`)."""
 
     def rst(self) -> list[str]:
         import yaml
 
         papers = yaml.safe_load(SEED_PAPERS.read_text())
         self.env.note_dependency(str(SEED_PAPERS))
-        written = sum(BY_NUMBER[p["chapter"]][1] is not None for p in papers)
-        lines = [f"{len(papers)} seed papers; {written} are treated in chapters already written, the others "
-                 "in the chapter that will treat them.", "",
-                 ".. list-table::", "   :header-rows: 1", "   :widths: 4 46 22 10 18", "",
-                 "   * - #", "     - paper", "     - chapter", "     - fit", "     - what the book does with it"]
         implemented = _implemented_by()
-        for i, p in enumerate(papers, 1):
-            title, page = BY_NUMBER[p["chapter"]]
-            where = f":doc:`{p['chapter']}. {title} <{page}>`" if page else f"{p['chapter']}. {title} (planned)"
-            lines += [f"   * - {i}", f"     - {p['title']} :cite:p:`{p['key']}`", f"     - {where}",
-                      f"     - {p['role']}", f"     - {p['treatment']}" + _implemented_note(implemented.get(p["key"]))]
-        return lines + [""]
+        status = {p["key"]: seed_paper_status(p, implemented) for p in papers}
+        counts = {s: sum(v == s for v in status.values()) for s in STATUS_ORDER}
+        lines = [f"{len(papers)} seed papers: **{counts['treated']} treated** (a section of a written chapter, "
+                 f"or a loss the package implements), **{counts['mentioned']} mentioned** (a sidebar or a case "
+                 f"study in a written chapter), **{counts['not yet written']}** in chapters not yet written.", ""]
+        for number in sorted(BY_NUMBER):
+            mine = [p for p in papers if p["chapter"] == number]
+            if not mine:
+                continue
+            title, page = BY_NUMBER[number]
+            heading = f"{number}. {title}"
+            lines += [heading, "-" * len(heading), ""]
+            lines += [f"Chapter {number}, :doc:`{title} <{page}>`." if page else
+                      f"Chapter {number} is not written yet; these papers wait for it.", ""]
+            mine.sort(key=lambda p: (STATUS_ORDER.index(status[p["key"]]), p["title"].lower()))
+            for p in mine:
+                also = [n for n in p.get("secondary") or [] if n in BY_NUMBER]
+                extra = f" Also cited from chapter{'s' if len(also) > 1 else ''} {', '.join(map(str, also))}." \
+                    if also else ""
+                lines += [f"- **{status[p['key']]}**: {p['title']} :cite:p:`{p['key']}`. "
+                          f"{_sentence(p['treatment'])}{_implemented_note(implemented.get(p['key']))}{extra}", ""]
+        return lines
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith((".", ")")) else text + "."
 
 
 def _implemented_by() -> dict[str, list[str]]:
@@ -210,7 +247,7 @@ def _implemented_by() -> dict[str, list[str]]:
 
 
 def _implemented_note(names: list[str] | None) -> str:
-    return f"; implemented by {', '.join(names)}" if names else ""
+    return f" Implemented by {', '.join(names)}." if names else ""
 
 
 INLINE_SCRIPT = re.compile(r"^\s*<script>[^\n]*</script>\s*$", re.M)
@@ -240,11 +277,26 @@ def dedupe_inline_scripts(app, exception) -> None:
             page.write_text(new, encoding="utf-8")
 
 
+def drop_launch_buttons_off_notebooks(app, pagename, templatename, context, doctree) -> None:
+    """Launch buttons (Binder, Colab) only on pages whose source is a notebook (.ipynb).
+
+    sphinx-book-theme adds them to every page with a kernelspec, and a MyST page with code
+    cells (the status page) has one, though Binder and Colab cannot open its ``.md``.
+    Runs after the theme's ``add_launch_buttons`` (priority 501).
+    """
+    if pagename not in app.env.all_docs or str(app.env.doc2path(pagename)).endswith(".ipynb"):
+        return
+    buttons = context.get("header_buttons")
+    if buttons:
+        context["header_buttons"] = [b for b in buttons if b.get("label") != "launch-buttons"]
+
+
 def setup(app):
     app.add_directive("lossbook-api", ApiDirective)
     app.add_directive("lossbook-chapter-map", ChapterMapDirective)
     app.add_directive("lossbook-seed-papers", SeedPapersDirective)
     app.add_directive("lossbook-loss-cards", LossCardsDirective)
+    app.connect("html-page-context", drop_launch_buttons_off_notebooks, priority=502)
     app.connect("build-finished", copy_mathjax)
     app.connect("build-finished", dedupe_inline_scripts)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
