@@ -7,6 +7,7 @@ displays the real source of a function, so what a reader sees is what
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import inspect
 import math
@@ -77,6 +78,30 @@ def table_path(name: str) -> pathlib.Path:
     if not name or "/" in name or "\\" in name or name.startswith("."):
         raise ValueError(f"table_path takes a bare file name such as 'robust_calibration.csv', got {name!r}")
     return pathlib.Path(__file__).resolve().parent / "tables" / name
+
+
+def calibration_table(name: str, records: Sequence[tuple[str, int, str, float]], *, full: bool,
+                      digits: int | None = 6) -> dict[tuple[str, str], dict[int, float]]:
+    """A chapter's calibration table, ``{(experiment, quantity): {seed: value}}``.
+
+    With ``full`` (the chapter's ``FULL = True`` run) it first rewrites the table from this
+    run's ``(experiment, seed, quantity, value)`` records, with ``digits`` decimals (``None``:
+    every digit); then it reads the committed table (:func:`table_path`) back. Compare the
+    run with it through :func:`check_calibration`.
+    """
+    path = table_path(name)
+    if full:
+        path.parent.mkdir(exist_ok=True)
+        with path.open("w", newline="") as fh:
+            csv.writer(fh).writerows([
+                ("experiment", "seed", "quantity", "value"),
+                *[(e, s, q, repr(float(v)) if digits is None else f"{v:.{digits}f}") for e, s, q, v in records],
+            ])
+    table: dict[tuple[str, str], dict[int, float]] = {}
+    with path.open() as fh:
+        for row in csv.DictReader(fh):
+            table.setdefault((row["experiment"], row["quantity"]), {})[int(row["seed"])] = float(row["value"])
+    return table
 
 
 def mean_std(values: Iterable[float], digits: int = 3, seeds: Sequence[int] | None = None) -> str:

@@ -258,3 +258,15 @@ def test_assert_quoted_is_strict_only_under_the_pins(monkeypatch, capsys):
     monkeypatch.setattr(book.numerics, "pinned", lambda: False)
     book.assert_quoted("E9.9", 0.4, 0.5)
     assert "E9.9: this run gives 0.4, the text quotes 0.5 (numerics not pinned)" in capsys.readouterr().out
+
+
+def test_calibration_table_writes_only_when_full_and_reads_back(monkeypatch, tmp_path):
+    from lossbook import book
+
+    monkeypatch.setattr(book, "table_path", lambda name: tmp_path / name)
+    records = [("E1", 0, "acc", 0.123456789), ("E1", 1, "acc", 0.5), ("E2", 0, "loss", 1 / 3)]
+    assert book.calibration_table("t.csv", records, full=True) == {
+        ("E1", "acc"): {0: 0.123457, 1: 0.5}, ("E2", "loss"): {0: 0.333333}}
+    exact = book.calibration_table("t.csv", records, full=True, digits=None)
+    assert exact[("E2", "loss")][0] == 1 / 3  # every digit
+    assert book.calibration_table("t.csv", [("E9", 0, "x", 9.0)], full=False) == exact  # read only
